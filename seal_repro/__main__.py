@@ -1,0 +1,3 @@
+from seal_repro.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,1 @@
+"""Sub-commands of the `seal-repro` CLI, one module each."""

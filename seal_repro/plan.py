@@ -1,0 +1,115 @@
+"""Cost of a spec before running it: generations, inner-loop rounds, training tokens, FLOPs, time.
+
+FLOP model (per token): LoRA training 4·N (forward 2N + activation gradients 2N; frozen weights get no
+weight gradient), full fine-tuning 6·N, generation 2·N. Token counts are estimates from the spec
+(passage and answer lengths use typical values when the data is not at hand); they are labelled as such.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+# Parameter counts of models the shipped specs name (so `plan` works without downloading configs).
+KNOWN_PARAMS = {
+    "embedded": 134_515_008,
+    "Qwen/Qwen2.5-7B": 7_615_616_512,
+    "meta-llama/Llama-3.2-1B-Instruct": 1_235_814_400,
+}
+PASSAGE_TOKENS = {"fictional": 130, "default": 160}  # SQuAD paragraphs average ~120 words
+QA_PROMPT_TOKENS = 40
+
+
+@dataclass
+class Plan:
+    name: str
+    params: int
+    rows: list[tuple[str, float, str]] = field(default_factory=list)  # (what, amount, unit/note)
+    train_tokens: float = 0.0
+    train_flops: float = 0.0
+    gen_tokens: float = 0.0
+    gen_flops: float = 0.0
+
+    def add(self, what: str, amount: float, note: str = "") -> None:
+        self.rows.append((what, amount, note))
+
+    @property
+    def flops(self) -> float:
+        return self.train_flops + self.gen_flops
+
+    def render(self, flops_per_second: float) -> str:
+        lines = [f"plan for {self.name} (N = {self.params / 1e6:,.1f}M parameters)"]
+        for what, amount, note in self.rows:
+            lines.append(f"  {what:<38} {amount:>16,.0f}  {note}")
+        lines += [
+            f"  {'training tokens':<38} {self.train_tokens:>16,.0f}",
+            f"  {'generated + prompt tokens':<38} {self.gen_tokens:>16,.0f}",
+            f"  {'training FLOPs':<38} {self.train_flops:>16.3e}",
+            f"  {'generation FLOPs':<38} {self.gen_flops:>16.3e}",
+            f"  {'total FLOPs':<38} {self.flops:>16.3e}",
+            f"  time at {flops_per_second:.3g} FLOP/s: {self.flops / flops_per_second / 3600:,.2f} h "
+            f"({self.flops / flops_per_second:,.0f} s)",
+        ]
+        return "\n".join(lines)
+
+
+def model_params(model) -> int:
+    if model.num_params:
+        return model.num_params
+    key = "embedded" if model.source == "embedded" else model.id
+    if key in KNOWN_PARAMS:
+        return KNOWN_PARAMS[key]
+    from seal_repro.errors import UserError
+
+    raise UserError(f"model: parameter count of {model.name!r} unknown; set model.num_params for `plan`")
+
+
+def plan_knowledge(spec) -> Plan:
+    from seal_repro.errors import UserError
+
+    n_params = model_params(spec.model)
+    plan = Plan(spec.model.name, n_params)
+    n = spec.data.n_passages or (8 if spec.data.kind == "fictional" else None)
+    if n is None:
+        raise UserError("data.n_passages: needed by `plan` when the data file is not read (set it)")
+    il, ev, se = spec.inner_loop, spec.evaluation, spec.self_edit
+    p_tok = PASSAGE_TOKENS.get(spec.data.kind, PASSAGE_TOKENS["default"])
+    q_per_p = spec.data.questions_per_passage if spec.data.kind == "fictional" else 5
+    edit_tok = se.sampling.max_new_tokens  # upper bound: a self-edit may stop earlier
+
+    def seq_tokens(content: int, n_seqs: int) -> int:
+        return n_seqs * il.max_seq_len if il.pad_to_max_len else content
+
+    rounds = 0
+    per_round_tokens = {
+        "passage": seq_tokens(p_tok, 1),
+        "base_synthetic": seq_tokens(p_tok + edit_tok, 12),
+        "teacher_synthetic": seq_tokens(p_tok + edit_tok, 12),
+    }
+    for cond in spec.conditions:
+        if cond == "base":
+            r = n
+        else:
+            edits = 1 if cond == "passage" else se.n
+            r = n * edits * ev.repeats
+            plan.train_tokens += r * per_round_tokens[cond] * il.epochs
+        rounds += r
+        plan.add(f"inner-loop rounds: {cond}", r)
+        qa_tok = r * q_per_p * (QA_PROMPT_TOKENS + ev.max_new_tokens)
+        plan.gen_tokens += qa_tok
+    if "base_synthetic" in spec.conditions:
+        gens = n * se.n
+        plan.add("self-edit generations", gens)
+        plan.gen_tokens += gens * (p_tok + 60 + edit_tok)
+    plan.add("inner-loop rounds (all)", rounds)
+    plan.add("questions answered", rounds * q_per_p)
+    plan.train_flops = 4 * n_params * plan.train_tokens
+    plan.gen_flops = 2 * n_params * plan.gen_tokens
+    return plan
+
+
+def plan_spec(spec) -> Plan:
+    if spec.domain == "knowledge":
+        return plan_knowledge(spec)
+    from seal_repro.fewshot.plan import plan_fewshot
+
+    return plan_fewshot(spec)

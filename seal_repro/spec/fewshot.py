@@ -1,0 +1,207 @@
+"""The few-shot ARC experiment (SEAL's second domain): one validated object every stage receives.
+
+Defaults follow the paper's protocol (Llama-3.2-1B, LoRA rank 128 / alpha 16, 15 self-edits per
+training task, 5 per evaluation task, 2 attempts) except the task selection, which defaults to a
+few small-grid tasks so a CPU run stays short; the paper's spec names the ids file instead.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Literal
+
+from pydantic import Field, NonNegativeInt, PositiveInt, field_validator, model_validator
+
+from seal_repro.fewshot.self_edit import (
+    MAX_EPOCHS,
+    MAX_LEARNING_RATE,
+    PLACEHOLDER,
+    Augmentations,
+    LossOn,
+    SelfEdit,
+    TrainingChoice,
+)
+from seal_repro.spec.base import Strict
+from seal_repro.spec.inner_loop import LoraSpec
+from seal_repro.spec.model import ModelSpec
+from seal_repro.spec.self_edit import SamplingSpec
+
+FewShotCondition = Literal["icl", "ttt_no_rl", "seal", "oracle_ttt"]
+ALL_FEWSHOT_CONDITIONS: tuple[FewShotCondition, ...] = ("icl", "ttt_no_rl", "seal", "oracle_ttt")
+_TASK_ID = re.compile(r"^[0-9a-f]{8}$")
+
+
+def _unique(v: tuple, what: str = "listed twice") -> tuple:
+    dup = sorted({x for x in v if v.count(x) > 1})
+    if dup:
+        raise ValueError(f"{what}: {', '.join(dup)}")
+    return v
+
+
+class TaskSelectionSpec(Strict):
+    """One role's tasks: explicit `ids`, the role's list in `ids_file`, or the first `n` by id (optionally small)."""
+
+    split: Literal["train", "eval"]
+    ids: tuple[str, ...] | None = Field(None, description="ARC task ids, used in this order")
+    ids_file: str | None = Field(
+        None,
+        description='JSON {"train": [...], "eval": [...]} like the paper\'s filtered_task_ids.json (this role\'s list '
+        "is used); relative to the spec file",
+    )
+    n: PositiveInt | None = Field(None, description="the first n tasks of the split by id (after max_cells)")
+    max_cells: PositiveInt | None = Field(
+        None, le=900, description="with n: only tasks whose every grid has at most this many cells"
+    )
+
+    @field_validator("ids")
+    @classmethod
+    def _ids(cls, v):
+        if v is None:
+            return v
+        if not v:
+            raise ValueError("name at least one task id")
+        bad = [i for i in v if not _TASK_ID.match(i)]
+        if bad:
+            raise ValueError(f"not 8-hex-digit ARC task ids: {', '.join(bad)}")
+        return _unique(v)
+
+    @model_validator(mode="after")
+    def _one_way(self):
+        given = [k for k in ("ids", "ids_file", "n") if getattr(self, k) is not None]
+        if len(given) != 1:
+            raise ValueError(f"give exactly one of ids, ids_file, n (got {', '.join(given) or 'none'})")
+        if self.max_cells is not None and self.n is None:
+            raise ValueError("max_cells only filters a selection by n; explicit ids are used as given")
+        return self
+
+
+class FewShotTasksSpec(Strict):
+    train: TaskSelectionSpec = TaskSelectionSpec(split="train", n=4, max_cells=36)
+    eval: TaskSelectionSpec = TaskSelectionSpec(split="eval", n=4, max_cells=36)
+
+    @model_validator(mode="after")
+    def _disjoint(self):
+        # Different ARC splits never share ids; within one split only explicit lists can be checked here
+        # (ids_file lists are checked when loaded, by fewshot.tasks.load_task_sets).
+        if self.train.split != self.eval.split:
+            return self
+        if self.train.n is not None or self.eval.n is not None:
+            raise ValueError(
+                f"tasks.train and tasks.eval both draw from split {self.train.split!r}, and selecting by n would "
+                "pick overlapping tasks; give ids or ids_file for both"
+            )
+        if self.train.ids and self.eval.ids:
+            both = sorted(set(self.train.ids) & set(self.eval.ids))
+            if both:
+                raise ValueError(f"tasks.train.ids and tasks.eval.ids overlap: {', '.join(both)}")
+        return self
+
+
+class FewShotSelfEditSpec(Strict):
+    template: str | None = Field(
+        None, description=f"prompt asking for a self-edit; must contain {PLACEHOLDER}; null = built-in"
+    )
+    sampling: SamplingSpec = SamplingSpec()
+    n_train: PositiveInt = Field(15, description="self-edits sampled per training task (RL)")
+    n_eval: PositiveInt = Field(5, description="self-edits sampled per evaluation task")
+
+    @field_validator("template")
+    @classmethod
+    def _placeholder(cls, v):
+        if v is not None and PLACEHOLDER not in v:
+            raise ValueError(f"must contain the placeholder {PLACEHOLDER}")
+        return v
+
+    @model_validator(mode="after")
+    def _greedy(self):
+        if self.sampling.temperature == 0 and max(self.n_train, self.n_eval) > 1:
+            raise ValueError(
+                f"self_edit.sampling.temperature is 0 (greedy) but self_edit.n_train/n_eval ask for "
+                f"{self.n_train}/{self.n_eval} samples, which would all be identical"
+            )
+        return self
+
+
+PAPER_ARC_LORA = LoraSpec(rank=128, alpha=16.0, target_modules=("q_proj", "v_proj", "gate_proj", "down_proj", "up_proj"))
+
+
+class FewShotInnerLoopSpec(Strict):
+    lora: LoraSpec = PAPER_ARC_LORA
+    batch_size: PositiveInt = 2
+    grad_accum: PositiveInt = 1
+    max_examples: PositiveInt = Field(250, description="cap on test-time-training examples per adapter (after dedup)")
+    max_steps: PositiveInt = Field(375, description="cap on optimizer steps, whatever the self-edit's epochs")
+    lr_schedule: Literal["cosine", "linear", "constant"] = "cosine"
+    leave_two_out: bool = Field(True, description="also hold out a second demonstration when there are three or more")
+    max_seq_len: PositiveInt = Field(8192, description="longer training examples are dropped")
+    default_lr: float = Field(1e-4, gt=0, le=MAX_LEARNING_RATE, description="when a self-edit gives no learning_rate")
+    default_epochs: int = Field(2, ge=1, le=MAX_EPOCHS, description="when a self-edit gives no epochs")
+    default_loss_on: LossOn = Field("output_tokens", description="when a self-edit gives no loss_on")
+
+    @model_validator(mode="after")
+    def _batch(self):
+        if self.batch_size > self.max_examples:
+            raise ValueError(
+                f"inner_loop.batch_size ({self.batch_size}) is larger than inner_loop.max_examples ({self.max_examples})"
+            )
+        return self
+
+
+# Assumption: the paper gives no numbers for its oracle; this is the TTT recipe of Akyürek et al.
+# (every augmentation, loss on everything, 2 epochs at 5e-5). Set `oracle:` in a spec to change it.
+DEFAULT_ORACLE = SelfEdit(
+    augmentations=Augmentations(basic=True, size=True, chain=True, repeat=True),
+    training=TrainingChoice(loss_on="all_tokens", learning_rate=5e-5, epochs=2),
+)
+
+
+class PolicySFTSpec(Strict):
+    """Fine-tuning the self-edit policy on the kept self-edits (paper: rank 16, alpha 16, lr 5e-5, 8 epochs, batch 5)."""
+
+    lora: LoraSpec = LoraSpec(rank=16, alpha=16.0)
+    lr: float = Field(5e-5, gt=0, lt=1)
+    epochs: PositiveInt = 8
+    batch_size: PositiveInt = 5
+
+
+class FewShotRLSpec(Strict):
+    iterations: PositiveInt = Field(1, description="ReST-EM rounds (the paper runs 1)")
+    keep: Literal["solved"] = Field("solved", description="solved: every self-edit whose adapter solves its task")
+    sft: PolicySFTSpec = PolicySFTSpec()
+
+
+class FewShotEvaluationSpec(Strict):
+    n_attempts: int = Field(2, ge=1, le=3, description="guesses per test output (ARC allows 2)")
+    max_new_tokens: PositiveInt = Field(1024, description="enough for a 30x30 grid written as digits")
+    vote_families: tuple[Literal["basic", "size", "chain", "repeat"], ...] = Field(
+        ("basic",), description="transforms whose back-mapped predictions vote, besides the identity; [] = identity only"
+    )
+    bootstrap_resamples: PositiveInt = 2000
+    batch_size: PositiveInt = 8
+
+    @field_validator("vote_families")
+    @classmethod
+    def _unique_families(cls, v):
+        return _unique(v)
+
+
+class FewShotSpec(Strict):
+    domain: Literal["fewshot"] = "fewshot"
+    description: str = ""
+    protocol: str | None = Field(None, description="the paper table/figure and version this spec reproduces")
+    seed: NonNegativeInt = 0
+    model: ModelSpec
+    tasks: FewShotTasksSpec = FewShotTasksSpec()
+    self_edit: FewShotSelfEditSpec = FewShotSelfEditSpec()
+    inner_loop: FewShotInnerLoopSpec = FewShotInnerLoopSpec()
+    oracle: SelfEdit = Field(DEFAULT_ORACLE, description="the fixed hand-chosen self-edit of the oracle_ttt condition")
+    rl: FewShotRLSpec = FewShotRLSpec()
+    evaluation: FewShotEvaluationSpec = FewShotEvaluationSpec()
+    conditions: tuple[FewShotCondition, ...] = ALL_FEWSHOT_CONDITIONS
+
+    @field_validator("conditions")
+    @classmethod
+    def _conditions(cls, v):
+        if not v:
+            raise ValueError("name at least one condition")
+        return _unique(v)

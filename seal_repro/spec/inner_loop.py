@@ -1,0 +1,44 @@
+"""The inner loop: how one self-edit becomes a LoRA adapter."""
+
+from typing import Literal
+
+from pydantic import Field, NonNegativeFloat, PositiveInt, model_validator
+
+from seal_repro.spec.base import Strict
+
+
+class LoraSpec(Strict):
+    rank: PositiveInt = 32
+    alpha: float = Field(64.0, gt=0, description="scaling numerator; the paper's knowledge runs use 2*rank")
+    dropout: float = Field(0.0, ge=0.0, lt=1.0)
+    target_modules: tuple[str, ...] = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+
+    @model_validator(mode="after")
+    def _targets(self):
+        if not self.target_modules:
+            raise ValueError("inner_loop.lora.target_modules must name at least one module")
+        return self
+
+
+class InnerLoopSpec(Strict):
+    lora: LoraSpec = LoraSpec()
+    epochs: PositiveInt = 10
+    lr: float = Field(1e-3, gt=0, lt=1)
+    weight_decay: NonNegativeFloat = 0.0
+    lr_schedule: Literal["constant", "linear", "cosine"] = Field(
+        "linear", description="linear decay to 0 is the HF Trainer default the reference code ran with"
+    )
+    warmup_steps: int = Field(0, ge=0)
+    batch_size: PositiveInt = 1
+    grad_accum: PositiveInt = 1
+    split: Literal["none", "lines", "segments"] = Field(
+        "lines", description="how a self-edit becomes training sequences: whole, one per line, or per '---' segment"
+    )
+    append_passage: bool = Field(True, description="also train on the passage itself (the paper does)")
+    prefix_title: bool = Field(False, description="prefix every training sequence with the passage title")
+    mask_prompt: bool = Field(False, description="for (prompt, completion) sequences, no loss on the prompt tokens")
+    max_seq_len: PositiveInt = 2048
+    pad_to_max_len: bool = Field(
+        False,
+        description="reference-compatible: pad every sequence to max_seq_len with EOS and put loss on the padding",
+    )

@@ -1,0 +1,38 @@
+"""Which language model a run adapts: the embedded default, a Hugging Face id, or a local folder."""
+
+from typing import Literal
+
+from pydantic import Field, PositiveInt, model_validator
+
+from seal_repro.spec.base import Strict
+
+
+class ModelSpec(Strict):
+    source: Literal["embedded", "hf", "local"] = "embedded"
+    id: str | None = Field(None, description="Hugging Face model id (source: hf); must already be in the local HF cache")
+    path: str | None = Field(None, description="folder with config.json + weights (source: local); relative to the spec file")
+    dtype: Literal["float32", "bfloat16", "float16"] = "float32"
+    device: Literal["cpu", "cuda", "auto"] = "cpu"
+    trust_remote_code: bool = False
+    # Required on purpose: whether prompts go through the tokenizer's chat template changes
+    # every number, so a spec must say it out loud.
+    chat_template: bool
+    num_params: PositiveInt | None = Field(None, description="parameter count for `plan`, when the model is not known")
+
+    @model_validator(mode="after")
+    def _source_fields(self):
+        if self.source == "hf" and not self.id:
+            raise ValueError("model.source is 'hf' but model.id is not set")
+        if self.source == "local" and not self.path:
+            raise ValueError("model.source is 'local' but model.path is not set")
+        if self.source == "embedded" and (self.id or self.path):
+            raise ValueError("model.source is 'embedded' but model.id/model.path is set; use source: hf or local")
+        if self.source != "hf" and self.id:
+            raise ValueError(f"model.id is only read when model.source is 'hf' (it is {self.source!r})")
+        if self.source != "local" and self.path:
+            raise ValueError(f"model.path is only read when model.source is 'local' (it is {self.source!r})")
+        return self
+
+    @property
+    def name(self) -> str:
+        return {"embedded": "SmolLM2-135M-Instruct (embedded)", "hf": self.id, "local": self.path}[self.source]

@@ -1,0 +1,46 @@
+"""What every stage shares: argument parsing, loading the resolved spec, turning user errors into exit 2."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+from typing import Callable
+
+import yaml
+
+from seal_repro.errors import UserError
+
+RESOLVED = "resolved.yaml"
+
+
+def load_resolved(spec_dir: str | Path):
+    """The spec written by resolve_spec (paths already rebased), validated again into its typed model."""
+    from seal_repro.spec import SPEC_MODELS
+
+    path = Path(spec_dir) / RESOLVED
+    data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    return SPEC_MODELS[data["domain"]].model_validate(data)
+
+
+def stage_main(description: str, add_args: Callable[[argparse.ArgumentParser], None], run: Callable) -> None:
+    parser = argparse.ArgumentParser(description=description)
+    add_args(parser)
+    args = parser.parse_args()
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    try:
+        code = run(args) or 0
+    except UserError as err:
+        for line in err.lines:
+            print(line, file=sys.stderr)
+        code = err.exit_code
+    sys.exit(code)
+
+
+def set_threads() -> None:
+    import torch
+
+    n = int(os.environ.get("SEAL_REPRO_THREADS", "0")) or os.cpu_count() or 1
+    torch.set_num_threads(n)

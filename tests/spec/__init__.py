@@ -1,0 +1,1 @@
+"""Tests of the spec models, the YAML loader and the validate/show commands."""

@@ -1,0 +1,217 @@
+"""The LLM judge against a misbehaving OpenAI-compatible server on 127.0.0.1."""
+
+import json
+import logging
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+
+from seal_repro.errors import UserError
+from seal_repro.graders import GradeItem, GradeResult, grade
+from seal_repro.judge import JudgeClient, check_ungraded, parse_verdict, ungraded_rate
+from seal_repro.spec.evaluation import JudgeGrader
+
+KEY = "sk-planted-SECRET-0123456789"
+ITEM = GradeItem("In what year did the Quorvel Bridge open?", ("1874",), "It opened in 1874.")
+
+
+def chat(content: str) -> bytes:
+    return json.dumps({"choices": [{"message": {"role": "assistant", "content": content}}]}).encode()
+
+
+class Server:
+    """Answers each POST with the next scripted action; the last one repeats."""
+
+    def __init__(self):
+        self.script, self.requests, self.lock = [], [], threading.Lock()
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self):
+                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                with server.lock:
+                    server.requests.append({"path": self.path, "headers": dict(self.headers), "body": body})
+                    action = server.script.pop(0) if len(server.script) > 1 else server.script[0]
+                if callable(action):
+                    action = action(body, self.headers)
+                kind, *args = action
+                if kind == "sleep":
+                    time.sleep(args[0])
+                    return
+                status, payload, headers = (200, args[0], {}) if kind == "ok" else args
+                self.send_response(status)
+                for k, v in headers.items():
+                    self.send_header(k, v)
+                self.send_header("Content-Length", str(len(payload)))
+                self.end_headers()
+                self.wfile.write(payload)
+
+            def log_message(self, *a):
+                pass
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
+        threading.Thread(target=self.httpd.serve_forever, args=(0.02,), daemon=True).start()
+
+
+@pytest.fixture(autouse=True)
+def _no_proxy(monkeypatch):
+    # A proxy set in the environment would swallow requests meant for 127.0.0.1.
+    for var in ("http_proxy", "https_proxy", "all_proxy", "HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY"):
+        monkeypatch.delenv(var, raising=False)
+
+
+@pytest.fixture
+def server():
+    s = Server()
+    yield s
+    s.httpd.shutdown()
+    s.httpd.server_close()
+
+
+def client(server, *, max_retries=3, timeout_s=5.0, **kw):
+    spec = JudgeGrader(base_url=server.url, model="judge-model", api_key_env="JUDGE_KEY", max_retries=max_retries,
+                       timeout_s=timeout_s)
+    sleeps = []
+    c = JudgeClient(spec, backoff_base_s=0.01, env={"JUDGE_KEY": KEY}, sleep=sleeps.append, seed=0, **kw)
+    return c, sleeps
+
+
+def test_ok_reply_sends_model_prompt_and_key(server):
+    server.script = [("ok", chat("Yes."))]
+    c, sleeps = client(server)
+    r = c.grade_one(ITEM)
+    assert (r.correct, r.score, sleeps) == (True, 1.0, [])
+    req = server.requests[0]
+    assert req["path"] == "/v1/chat/completions"
+    assert req["headers"]["Authorization"] == f"Bearer {KEY}"
+    assert req["body"]["model"] == "judge-model"
+    prompt = req["body"]["messages"][-1]["content"]
+    assert ITEM.question in prompt and "1874" in prompt and ITEM.prediction in prompt
+
+
+def test_429_then_ok_honours_retry_after(server):
+    server.script = [("err", 429, b"slow down", {"Retry-After": "7"}), ("ok", chat("no"))]
+    c, sleeps = client(server)
+    r = c.grade_one(ITEM)
+    assert r.correct is False and "after 2 attempts" in r.detail
+    assert len(server.requests) == 2 and sleeps == [7.0]
+
+
+def test_persistent_500_becomes_ungraded_after_exponential_backoff(server):
+    server.script = [("err", 500, b"boom", {})]
+    c, sleeps = client(server, max_retries=4)
+    r = c.grade_one(ITEM)
+    assert r.correct is None and "HTTP 500" in r.detail and "after 5 attempts" in r.detail
+    assert len(server.requests) == 5
+    assert len(sleeps) == 4
+    for i, s in enumerate(sleeps):  # base * 2**i, jittered into [50%, 100%]
+        assert 0.01 * 2**i * 0.5 <= s <= 0.01 * 2**i
+
+
+def test_timeouts_are_retried_then_ungraded(server):
+    server.script = [("sleep", 0.6)]
+    c, sleeps = client(server, max_retries=1, timeout_s=0.15)
+    r = c.grade_one(ITEM)
+    assert r.correct is None and "timed out" in r.detail.lower()
+    assert len(server.requests) == 2 and len(sleeps) == 1
+
+
+def test_timeout_then_ok(server):
+    server.script = [("sleep", 0.6), ("ok", chat("yes"))]
+    c, _ = client(server, timeout_s=0.15)
+    assert c.grade_one(ITEM).correct is True
+
+
+def test_garbage_json_is_retried_and_recorded(server):
+    server.script = [("ok", b"<html>not json{")]
+    c, _ = client(server, max_retries=2)
+    r = c.grade_one(ITEM)
+    assert r.correct is None and "malformed reply" in r.detail and "not json" in r.detail
+    assert len(server.requests) == 3
+    server.script, server.requests = [("ok", b'{"choices": []}'), ("ok", chat("YES"))], []
+    assert c.grade_one(ITEM).correct is True
+
+
+def test_unparseable_verdict_is_ungraded_not_wrong_and_not_retried(server):
+    server.script = [("ok", chat("Maybe, it depends."))]
+    c, _ = client(server)
+    r = c.grade_one(ITEM)
+    assert r.correct is None and "Maybe" in r.detail
+    assert len(server.requests) == 1
+
+
+def test_client_errors_are_not_retried(server):
+    server.script = [("err", 401, b'{"error": "bad key"}', {})]
+    c, sleeps = client(server)
+    r = c.grade_one(ITEM)
+    assert r.correct is None and "HTTP 401" in r.detail and sleeps == []
+
+
+def test_planted_key_never_leaks(server, caplog):
+    def echo_auth_500(body, headers):
+        return ("err", 500, f"invalid auth {headers['Authorization']}".encode(), {})
+
+    def echo_auth_reply(body, headers):
+        return ("ok", chat(f"maybe {headers['Authorization']}"))
+
+    def echo_garbage(body, headers):
+        return ("ok", f"garbage {headers['Authorization']}".encode())
+
+    caplog.set_level(logging.DEBUG)
+    c, _ = client(server, max_retries=1)
+    results = []
+    for action in (echo_auth_500, echo_auth_reply, echo_garbage):
+        server.script = [action]
+        results.append(c.grade_one(ITEM))
+    assert all(r.correct is None for r in results)
+    assert all("***" in r.detail for r in results)  # the echoed key was there, and was scrubbed
+    assert not any(KEY in r.detail or KEY[:12] in r.detail for r in results)
+    assert caplog.records and KEY not in caplog.text
+    with pytest.raises(UserError) as err:
+        check_ungraded(results, 0.0)
+    assert KEY not in str(err.value)
+
+
+def test_missing_key_env_and_bad_url_are_user_errors():
+    with pytest.raises(UserError, match="'NO_SUCH_VAR'") as err:
+        JudgeClient(JudgeGrader(base_url="http://127.0.0.1:1", model="m", api_key_env="NO_SUCH_VAR"), env={})
+    assert len(err.value.lines) == 1
+    with pytest.raises(UserError, match="http:// or https://"):
+        JudgeClient(JudgeGrader(base_url="127.0.0.1:1", model="m"))
+
+
+def test_connection_refused_becomes_ungraded():
+    spec = JudgeGrader(base_url="http://127.0.0.1:9", model="m", max_retries=1)  # discard port: nothing listens
+    r = JudgeClient(spec, backoff_base_s=0.0, sleep=lambda s: None).grade_one(ITEM)
+    assert r.correct is None and "ungraded after 2 attempts" in r.detail
+
+
+def test_grade_through_the_graders_api_keeps_order_under_concurrency(server):
+    server.script = [lambda body, h: ("ok", chat("yes" if "right" in body["messages"][-1]["content"] else "no"))]
+    items = [GradeItem(f"q{i}?", ("x",), "right" if i % 3 else "wrong") for i in range(12)]
+    spec = JudgeGrader(base_url=server.url, model="m")
+    results = grade(spec, items)
+    assert [r.correct for r in results] == [bool(i % 3) for i in range(12)]
+
+
+@pytest.mark.parametrize(
+    "text, verdict",
+    [("Yes", True), ("no.", False), ("**Yes**", True), ("Answer: no", False), ("I think yes", True),
+     ("Incorrect.", False), ("Correct", True), ("Is it yes or no? Hard to say", None), ("Not sure", None),
+     ("maybe", None), ("", None), ("nobody knows", None)],
+)
+def test_parse_verdict(text, verdict):
+    assert parse_verdict(text) is verdict
+
+
+def test_ungraded_rate_and_check():
+    results = [GradeResult(True, 1.0, ""), GradeResult(None, 0.0, "ungraded: HTTP 500"), GradeResult(False, 0.0, ""),
+               GradeResult(True, 1.0, "")]
+    assert ungraded_rate(results) == 0.25 and ungraded_rate([]) == 0.0
+    check_ungraded(results, 0.25)  # at the threshold is fine
+    with pytest.raises(UserError) as err:
+        check_ungraded(results, 0.2)
+    assert len(err.value.lines) == 1 and "1 of 4" in err.value.lines[0] and "HTTP 500" in err.value.lines[0]

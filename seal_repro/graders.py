@@ -13,7 +13,7 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from seal_repro.spec.evaluation import ContainsGrader, ExactMatchGrader, F1Grader, JudgeGrader
+from seal_repro.spec.evaluation import ContainsGrader, ExactMatchGrader, F1Grader, JudgeGrader, SemanticGrader
 
 _ARTICLES = re.compile(r"\b(a|an|the)\b")
 _PUNCT = str.maketrans("", "", string.punctuation)
@@ -95,4 +95,8 @@ def grade(grader_spec, items: Sequence[GradeItem]) -> list[GradeResult]:
         from seal_repro.judge import JudgeClient  # the judge imports this module; import late
 
         return JudgeClient(grader_spec).grade(items)
+    if isinstance(grader_spec, SemanticGrader):
+        from seal_repro.semantic import grade_semantic  # loads torch and the embedding model: only when asked
+
+        return grade_semantic(grader_spec, items)
     return [_grade_offline(grader_spec, it) for it in items]

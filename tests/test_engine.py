@@ -1,0 +1,93 @@
+import hashlib
+
+import pytest
+import torch
+
+from seal_repro.engine import LoraEngine, TrainConfig, TrainExample, generate
+from seal_repro.models import load
+from seal_repro.spec.inner_loop import LoraSpec
+from seal_repro.spec.model import ModelSpec
+
+TEXTS = ["the town was founded in 1874 by a river", "the bridge was built in 1901", "paris is the capital of france"]
+
+
+@pytest.fixture
+def engine(tiny_model_dir):
+    torch.manual_seed(0)
+    model, tok = load(ModelSpec(source="local", path=str(tiny_model_dir), chat_template=False), tiny_model_dir)
+    return LoraEngine(model, tok, LoraSpec(rank=4, alpha=8, target_modules=("q_proj", "v_proj", "down_proj")))
+
+
+def _base_checksum(engine) -> str:
+    h = hashlib.sha256()
+    for name, p in sorted(engine.peft_model.named_parameters()):
+        if "lora_" not in name:
+            h.update(p.detach().numpy().tobytes())
+    return h.hexdigest()
+
+
+def test_reset_adapter_is_identity_and_training_changes_logits(engine):
+    engine.reset(1)
+    assert not engine.logits_differ_from_base(TEXTS[0])
+    engine.train([TrainExample(t) for t in TEXTS], TrainConfig(epochs=2, lr=1e-2, batch_size=2), seed=1)
+    assert engine.logits_differ_from_base(TEXTS[0])
+    engine.reset(1)
+    assert not engine.logits_differ_from_base(TEXTS[0])
+
+
+def test_base_weights_never_change_across_rounds(engine):
+    before = _base_checksum(engine)
+    for seed in range(3):
+        engine.reset(seed)
+        engine.train([TrainExample(t) for t in TEXTS], TrainConfig(epochs=2, lr=1e-2), seed=seed)
+    assert _base_checksum(engine) == before
+
+
+def test_training_lowers_loss_and_is_deterministic(engine):
+    cfg = TrainConfig(epochs=8, lr=1e-2, batch_size=3, lr_schedule="constant")
+    engine.reset(7)
+    a = engine.train([TrainExample(t) for t in TEXTS], cfg, seed=7)
+    engine.reset(7)
+    b = engine.train([TrainExample(t) for t in TEXTS], cfg, seed=7)
+    assert a.losses == b.losses
+    assert a.losses[-1] < a.losses[0]
+    assert a.steps == 8
+
+
+def test_grad_accum_and_max_steps_count_optimizer_steps(engine):
+    engine.reset(0)
+    s = engine.train([TrainExample(t) for t in TEXTS], TrainConfig(epochs=4, batch_size=1, grad_accum=3), seed=0)
+    assert s.steps == 4
+    engine.reset(0)
+    s = engine.train([TrainExample(t) for t in TEXTS], TrainConfig(epochs=10, batch_size=1, max_steps=5), seed=0)
+    assert s.steps == 5
+
+
+def test_padding_to_max_len_puts_loss_on_padding(engine):
+    ex = [TrainExample(TEXTS[0])]
+    ids, labels = engine._encode(ex[0], TrainConfig())
+    _, att, lab, real = engine._collate([(ids, labels)], TrainConfig(pad_to_max_len=True, max_seq_len=64))
+    assert lab.shape[1] == 64 and real == len(ids)
+    assert int((lab != -100).sum()) == 64  # reference behaviour: every position, padding included, has a label
+    _, _, lab2, _ = engine._collate([(ids, labels)], TrainConfig())
+    assert int((lab2 != -100).sum()) == len(ids)
+
+
+def test_mask_prompt_removes_prompt_labels(engine):
+    ex = TrainExample(completion="1874", prompt="when was the town founded ?")
+    ids, labels = engine._encode(ex, TrainConfig(mask_prompt=True))
+    n_prompt = len(engine.tokenizer(ex.prompt, add_special_tokens=False)["input_ids"])
+    assert labels[:n_prompt] == [-100] * n_prompt and labels[n_prompt:] == ids[n_prompt:]
+
+
+def test_batched_greedy_generation_matches_one_at_a_time(engine):
+    engine.reset(0)
+    prompts = ["the town was", "paris is the capital of", "the bridge"]
+    batched = engine.generate(prompts, max_new_tokens=6, batch_size=3)
+    single = [engine.generate([p], max_new_tokens=6, batch_size=1)[0] for p in prompts]
+    assert batched == single
+
+
+def test_generate_stop_strings_cut(engine):
+    out = generate(engine.base_model, engine.tokenizer, ["the town"], max_new_tokens=8, stop=("town", "the", "a"))
+    assert all(s not in out[0] for s in ("town",)) or out[0] == ""

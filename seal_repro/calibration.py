@@ -128,7 +128,10 @@ def fit_threshold(scores: Sequence[float], judge: Sequence[bool]) -> float:
 
 def candidate_graders(semantic: bool = True) -> list[tuple[str, object, bool]]:
     """(name, grader spec, threshold fitted?) for every offline grader the calibration compares."""
-    out: list[tuple[str, object, bool]] = [("contains", ContainsGrader(), False), ("exact_match", ExactMatchGrader(), False)]
+    out: list[tuple[str, object, bool]] = [
+        ("contains", ContainsGrader(), False),
+        ("exact_match", ExactMatchGrader(), False),
+    ]
     out += [(f"f1@{t}", F1Grader(threshold=t), False) for t in FIXED_F1]
     out.append(("f1", F1Grader(), True))
     if semantic:

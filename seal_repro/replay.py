@@ -187,15 +187,13 @@ def replay_run(
     from seal_repro.calibration import judge_equivalent  # calibration builds on this module
 
     judged = judgments(run)
-    rows = []
+    verdicts = [j.judge for j in judged]
+    rows, passage_acc = [], {}
     for side in SIDES:
-        groups = per_passage(judged, [j.judge for j in judged], side)
-        recorded = getattr(run.overall, f"{side}_mean_accuracy")
-        rows.append(_row(JUDGE_LABEL, side, groups, resamples, seed, recorded=recorded))
-    judge_macro = {
-        side: [float(np.mean(g)) for g in per_passage(judged, [j.judge for j in judged], side)] for side in SIDES
-    }
-    gain = paired_test(judge_macro["adapter"], judge_macro["baseline"], resamples, seed)
+        groups = per_passage(judged, verdicts, side)
+        passage_acc[side] = [float(np.mean(g)) for g in groups]
+        rows.append(_row(JUDGE_LABEL, side, groups, resamples, seed, getattr(run.overall, f"{side}_mean_accuracy")))
+    gain = paired_test(passage_acc["adapter"], passage_acc["baseline"], resamples, seed)
     for name, spec in graders:
         correct = [bool(r.correct) for r in grade(spec, [j.item for j in judged])]
         entry = (calibration or {}).get("graders", {}).get(name)

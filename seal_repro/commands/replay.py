@@ -20,7 +20,9 @@ def register(subparsers) -> None:
             "from the recorded number, 2 for a missing or malformed file."
         ),
     )
-    parser.add_argument("files", nargs="+", metavar="FILE", help="graded JSON files (e.g. base.json gpt4_1.json naive.json)")
+    parser.add_argument(
+        "files", nargs="+", metavar="FILE", help="graded JSON files (e.g. base.json gpt4_1.json naive.json)"
+    )
     parser.add_argument("--resamples", type=int, default=2000, help="bootstrap resamples (default 2000)")
     parser.add_argument("--seed", type=int, default=0, help="bootstrap seed (default 0)")
     parser.add_argument(

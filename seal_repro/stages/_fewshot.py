@@ -39,6 +39,17 @@ def read_self_edits(folder: str | Path) -> dict[str, list[str]]:
     return out
 
 
+def sampling_key(spec, model_dir: str | Path, tasks: list[Task], seed: int) -> str:
+    """Everything that decides a batch of sampled self-edits: equal keys, identical samples."""
+    from seal_repro.memo import fingerprint_model_dir, key_of
+
+    return key_of({
+        "model": fingerprint_model_dir(model_dir), "dtype": spec.model.dtype, "chat_template": spec.model.chat_template,
+        "self_edit": spec.self_edit.model_dump(mode="json"), "batch_size": spec.evaluation.batch_size,
+        "tasks": [task_to_dict(t) for t in tasks], "seed": seed,
+    })
+
+
 def prompt_rows(tasks: list[Task], role: str, transforms) -> list[dict]:
     """One lm-eval doc per (task, test input, voting transform), in the order the inner loop asks."""
     from seal_repro.fewshot.vote import vote_prompts
@@ -64,7 +75,9 @@ class ArcPredictor:
         for name in ("lm-eval", "lm_eval"):
             logging.getLogger(name).setLevel(logging.ERROR)
         self.lm = HFLM(pretrained=model, tokenizer=tokenizer, batch_size=batch_size)
-        manager = TaskManager(include_path=str(TASKS_DIR), metadata={"data_file": str(prompts_file)})
+        # include_defaults=False: indexing lm-eval's thousands of built-in task YAMLs costs ~15 s per stage.
+        manager = TaskManager(include_path=str(TASKS_DIR), include_defaults=False,
+                              metadata={"data_file": str(prompts_file)})
         # lm-eval drops a broken task YAML from its index silently: check ours is really there.
         if ARC_TASK not in manager.all_tasks:
             raise UserError(f"{TASKS_DIR}: lm-eval task {ARC_TASK!r} failed to load")

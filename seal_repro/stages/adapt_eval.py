@@ -28,7 +28,6 @@ def add_args(p):
     p.add_argument("--self-edits", required=True, help="folder written by self_edits")
     p.add_argument("--condition", required=True, choices=ALL_CONDITIONS)
     p.add_argument("--out", required=True, help="folder for records.jsonl, rounds.jsonl, summary.json")
-    p.add_argument("--save-adapter", default=None, help="save the first round's adapter here (for the lm_eval CLI)")
     p.add_argument("--no-memo", action="store_true", help="recompute every round even if memoized")
 
 
@@ -81,10 +80,12 @@ def run(args):
                       max_new_tokens=ev.max_new_tokens, batch_size=ev.batch_size, chat_template=spec.model.chat_template)
     memo = Memo(enabled=not args.no_memo)
     results = run_rounds(rounds, engine, scorer.score, spec, fingerprint_model_dir(model_dir), memo, desc=args.condition)
-    if args.save_adapter and args.condition != "base" and rounds:
-        # Re-train the first round's adapter (cheap) so the stock lm_eval CLI can score it from disk.
+    if args.condition != "base" and rounds:
+        # Re-train the first round's adapter (one round, seeded: identical weights) and save it, so the stock
+        # `lm_eval` CLI can score it from disk; keeping every round's adapter would cost ~40 MB per round.
         compute_round(rounds[0], engine, lambda ids: [], TrainConfig.from_inner_loop(spec.inner_loop), spec.seed)
-        engine.save_adapter(args.save_adapter)
+        engine.save_adapter(out / "adapter")
+        write_json(out / "adapter" / "round.json", {"passage_id": rounds[0].passage.id, "condition": args.condition})
     records = grade_records(spec, results, passages)
     write_jsonl(out / "rounds.jsonl", [{k: v for k, v in r.items() if k != "answers"} for r in results])
     write_jsonl(out / "records.jsonl", records)

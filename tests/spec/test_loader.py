@@ -170,9 +170,9 @@ def test_section_missing_or_not_a_mapping(write):
 
 def test_domain_required_and_listed(write):
     path = write("s.yaml", "model: {chat_template: false}\n")
-    assert errors_of(path) == [f"{path}: domain: Missing required key 'domain'. Available: knowledge"]
+    assert errors_of(path) == [f"{path}: domain: Missing required key 'domain'. Available: knowledge, fewshot"]
     path = write("t.yaml", "domain: x\nmodel: {chat_template: false}\n")
-    assert errors_of(path) == [f"{path}: domain: Unknown domain 'x'. Available: knowledge"]
+    assert errors_of(path) == [f"{path}: domain: Unknown domain 'x'. Available: knowledge, fewshot"]
 
 
 def test_new_domain_is_one_registry_entry(write, monkeypatch):
@@ -183,7 +183,7 @@ def test_new_domain_is_one_registry_entry(write, monkeypatch):
     monkeypatch.setitem(SPEC_MODELS, "toy", Toy)
     assert load_spec(write("toy.yaml", "domain: toy\nsize: 3\n")).size == 3
     path = write("t.yaml", "domain: x\n")
-    assert errors_of(path) == [f"{path}: domain: Unknown domain 'x'. Available: knowledge, toy"]
+    assert errors_of(path) == [f"{path}: domain: Unknown domain 'x'. Available: knowledge, fewshot, toy"]
 
 
 # --- paths ------------------------------------------------------------------------------------

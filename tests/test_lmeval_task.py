@@ -1,0 +1,72 @@
+"""The project's lm-eval task: loads (with its version), scores in-process, and runs from the stock CLI."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from seal_repro.engine import LoraEngine, TrainConfig, TrainExample
+from seal_repro.lmeval_glue import KNOWLEDGE_TASK, TASKS_DIR, QAScorer
+from seal_repro.models import load
+from seal_repro.spec.inner_loop import LoraSpec
+from seal_repro.spec.model import ModelSpec
+
+QUESTIONS = [
+    {"id": "p0-q0", "passage_id": "p0", "question": "when was the town founded ?", "answer": "1874", "golds": ["1874"]},
+    {"id": "p0-q1", "passage_id": "p0", "question": "who built the bridge ?", "answer": "paris", "golds": ["paris"]},
+    {"id": "p1-q0", "passage_id": "p1", "question": "what is the capital of france ?", "answer": "paris", "golds": ["paris"]},
+]
+
+
+@pytest.fixture
+def qfile(tmp_path) -> Path:
+    path = tmp_path / "questions.jsonl"
+    path.write_text("".join(json.dumps(q) + "\n" for q in QUESTIONS))
+    return path
+
+
+def test_task_yaml_has_version_and_loads():
+    from lm_eval.tasks import TaskManager
+
+    manager = TaskManager(include_path=str(TASKS_DIR), include_defaults=False)
+    assert KNOWLEDGE_TASK in manager.all_tasks
+    text = (TASKS_DIR / "seal_knowledge" / f"{KNOWLEDGE_TASK}.yaml").read_text()
+    assert "metadata:" in text and "version:" in text
+
+
+def test_in_process_scoring_answers_exactly_the_requested_questions(tiny_model_dir, qfile):
+    model, tok = load(ModelSpec(source="local", path=str(tiny_model_dir), chat_template=False), tiny_model_dir)
+    scorer = QAScorer(model, tok, questions_file=qfile, answer_prompt="question : {question} answer :",
+                      max_new_tokens=3, batch_size=4, chat_template=False)
+    recs = scorer.score(["p1-q0", "p0-q0"])
+    assert [r["question_id"] for r in recs] == ["p1-q0", "p0-q0"]
+    for r in recs:
+        assert set(r) >= {"prediction", "contains", "exact_match", "f1"}
+        assert r["contains"] in (0.0, 1.0) and 0.0 <= r["f1"] <= 1.0
+    assert scorer.version is not None
+
+
+def test_stock_lm_eval_cli_scores_a_saved_adapter(tiny_model_dir, qfile, tmp_path):
+    model, tok = load(ModelSpec(source="local", path=str(tiny_model_dir), chat_template=False), tiny_model_dir)
+    engine = LoraEngine(model, tok, LoraSpec(rank=2, alpha=4, target_modules=("q_proj", "v_proj")))
+    engine.reset(0)
+    engine.train([TrainExample("the town was founded in 1874")], TrainConfig(epochs=2, lr=1e-2), seed=0)
+    engine.save_adapter(tmp_path / "adapter")
+    out = tmp_path / "out"
+    cmd = [
+        str(Path(sys.executable).parent / "lm_eval"), "--model", "hf",
+        "--model_args", f"pretrained={tiny_model_dir},peft={tmp_path / 'adapter'}",
+        "--include_path", str(TASKS_DIR), "--tasks", KNOWLEDGE_TASK, "--device", "cpu", "--batch_size", "2",
+        "--metadata", json.dumps({"data_file": str(qfile), "passage_id": "p0"}), "--output_path", str(out),
+    ]
+    env = dict(os.environ, HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1")
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=env, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    results = json.loads(next(out.rglob("results_*.json")).read_text())
+    task = results["results"][KNOWLEDGE_TASK]
+    assert "contains,none" in task and results["n-samples"][KNOWLEDGE_TASK]["effective"] == 2  # passage p0 only

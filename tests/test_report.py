@@ -1,0 +1,18 @@
+from seal_repro.report import flat_metrics, markdown_table, per_passage
+from seal_repro.stats import accuracy_ci
+
+
+def test_per_passage_groups_and_keeps_ungraded_as_none():
+    recs = [{"passage_id": "a", "correct": True}, {"passage_id": "b", "correct": None}, {"passage_id": "a", "correct": False}]
+    ids, groups = per_passage(recs)
+    assert ids == ["a", "b"] and groups == [[1.0, 0.0], [None]]
+
+
+def test_flat_metrics_and_table_show_paper_only_in_paper_column():
+    ci = accuracy_ci([[1.0, 0.0], [1.0, 1.0]], "macro", 200, 0)
+    m = flat_metrics({"passage": ci})
+    assert m["passage.accuracy"] == 0.75 and m["passage.n_questions"] == 4
+    assert all("." in k and not isinstance(v, dict) for k, v in m.items())
+    table = markdown_table("t", {"passage": ci}, {"passage": 0.335}, ["note"])
+    row = next(line for line in table.splitlines() if line.startswith("| Train on passage"))
+    assert "| 75.0 |" in row and row.rstrip().endswith("| 33.5 |")

@@ -19,6 +19,8 @@ COMMANDS: list[tuple[str, str]] = [
     ("seal_repro.commands.validate", "validate"),
     ("seal_repro.commands.show", "show"),
     ("seal_repro.commands.plan", "plan"),
+    ("seal_repro.commands.run", "run"),
+    ("seal_repro.commands.compare", "compare"),
     ("seal_repro.commands.replay", "replay"),
     ("seal_repro.commands.calibrate_grader", "calibrate-grader"),
 ]

@@ -53,7 +53,8 @@ def _pipeline(out: str) -> dict:
     for c in ("base", "passage", "base_synthetic", "teacher_synthetic"):
         _run_stage("adapt_eval", "--spec-dir", spec, "--model", f"{out}/model", "--data", f"{out}/data",
                    "--self-edits", f"{out}/se", "--condition", c, "--out", f"{out}/cond/{c}")
-    _run_stage("report", "--spec-dir", spec, "--conditions", f"{out}/cond", "--out", f"{out}/results")
+    _run_stage("report", "--spec-dir", spec, "--conditions", f"{out}/cond", "--out", f"{out}/results",
+               "--calibration", str(REPO / "results/calibration/grader_calibration.json"))
     return json.loads(Path(f"{out}/results/metrics.json").read_text())
 
 
@@ -64,6 +65,7 @@ def test_stages_end_to_end_are_deterministic_and_memoized(workdir):
         assert 0.0 <= first[f"{cond}.ci_low"] <= first[f"{cond}.accuracy"] <= first[f"{cond}.ci_high"] <= 1.0
     table = Path("run1/results/table.md").read_text()
     assert "Train on passage + synthetic (teacher)" in table and "46.3" in table  # paper column
+    assert "judge-equivalent" in table and "passage.judge_equivalent" in first
     assert Path("run1/results/accuracy.png").stat().st_size > 1000
     prov = json.loads(Path("run1/results/provenance.json").read_text())
     assert prov["seed"] == 3 and len(prov["spec_hash"]) == 64 and prov["packages"]["torch"]
@@ -98,6 +100,7 @@ def test_dvc_repro_reruns_only_what_a_change_touches(tmp_path, tiny_model_dir):
         src = REPO / name
         shutil.copytree(src, repo / name) if src.is_dir() else shutil.copy(src, repo / name)
     shutil.copytree(REPO / "seal_repro", repo / "seal_repro", ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copytree(REPO / "results" / "calibration", repo / "results" / "calibration")
     (repo / "specs" / "tiny.yaml").write_text(TINY_SPEC.format(model=tiny_model_dir).replace(
         "[base, passage, base_synthetic, teacher_synthetic]", "[base, passage]"))
     (repo / "params.yaml").write_text("knowledge:\n  include: specs/tiny.yaml\n")

@@ -116,7 +116,8 @@ def round_key(rnd: Round, spec, model_fingerprint: str) -> str:
         "self_edit": rnd.self_edit.to_json() if rnd.self_edit else None,
         "inner_loop": spec.inner_loop.model_dump(mode="json") if rnd.self_edit else None,
         "seed": rnd.seed(spec.seed),
-        "evaluation": spec.evaluation.model_dump(mode="json", include={"n_attempts", "max_new_tokens", "vote_families"}),
+        "evaluation": spec.evaluation.model_dump(
+            mode="json", include={"n_attempts", "max_new_tokens", "vote_families"}),
     })
 
 

@@ -5,8 +5,8 @@ rewarded self-edit (loss on the self-edit only, never on its prompt).
 The policy is a LoRA on the base model (`spec.rl.sft.lora`) in a `LoraEngine` of its own; with its
 adapter reset (B = 0) it *is* the base model, which is what the first iteration samples from. Each
 iteration fine-tunes from the base model on that iteration's rewarded self-edits (ReST-EM's E-step /
-M-step); an iteration that rewards nothing keeps the previous policy. How a self-edit is scored is
-injected (`evaluate_fn`), which keeps lm-eval out of this module.
+M-step); an iteration with nothing to fine-tune on keeps the previous policy. How a self-edit is
+scored is injected (`evaluate_fn`), which keeps lm-eval out of this module.
 """
 
 from __future__ import annotations
@@ -51,15 +51,22 @@ def sft_config(spec) -> TrainConfig:
                        lr_schedule="linear", max_seq_len=spec.inner_loop.max_seq_len)
 
 
-def sft_examples(kept: Sequence[tuple[Task, str]], spec, tokenizer) -> list[TrainExample]:
-    """(self-edit prompt -> the kept self-edit) pairs; the completion is the JSON object the policy wrote,
-    without any prose around it (the reward judged the object alone)."""
-    out = []
+def sft_examples(kept: Sequence[tuple[Task, str]], spec, tokenizer) -> tuple[list[TrainExample], int]:
+    """((self-edit prompt -> the kept self-edit) pairs, how many were dropped for exceeding
+    inner_loop.max_seq_len). The completion is the JSON object the policy wrote, without any prose
+    around it (the reward judged the object alone)."""
+    out, dropped = [], 0
     for task, text in kept:
         parsed = parse_self_edit(text)
-        if parsed.ok:
-            out.append(TrainExample(completion=parsed.json_text, prompt=policy_prompt(task, spec, tokenizer)))
-    return out
+        if not parsed.ok:
+            continue
+        prompt = policy_prompt(task, spec, tokenizer)
+        n = len(tokenizer(prompt + parsed.json_text, add_special_tokens=False)["input_ids"]) + 1  # + EOS
+        if n > spec.inner_loop.max_seq_len:
+            dropped += 1  # truncation would cut off the self-edit, leaving nothing to learn from
+        else:
+            out.append(TrainExample(completion=parsed.json_text, prompt=prompt))
+    return out, dropped
 
 
 @dataclass
@@ -86,8 +93,8 @@ def rest_em(spec, train_tasks: Sequence[Task], policy: LoraEngine, evaluate_fn: 
         records = evaluate_fn(plan_rounds("rl", train_tasks, texts, spec))
         kept = [(by_id[r["task_id"]], r["self_edit_text"]) for r in records if r["solved"]]
         sft = None
-        if kept:
-            examples = sft_examples(kept, spec, policy.tokenizer)
+        examples, dropped = sft_examples(kept, spec, policy.tokenizer)
+        if examples:
             policy.reset(spec.seed + it)
             stats = policy.train(examples, sft_config(spec), seed=spec.seed + it)
             sft = {"examples": len(examples), "steps": stats.steps, "seconds": round(stats.seconds, 3),
@@ -95,6 +102,6 @@ def rest_em(spec, train_tasks: Sequence[Task], policy: LoraEngine, evaluate_fn: 
         result.records += [{**r, "iteration": it, "reward": int(r["solved"])} for r in records]
         result.iterations.append({
             "iteration": it, "sampled": len(records), "valid": sum(r["valid"] for r in records),
-            "rewarded": len(kept), "sft": sft,
+            "rewarded": len(kept), "sft_dropped_too_long": dropped, "sft": sft,
         })
     return result

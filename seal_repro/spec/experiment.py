@@ -2,13 +2,16 @@
 
 from typing import Literal
 
-from pydantic import Field, NonNegativeInt, field_validator
+from pydantic import Field, NonNegativeInt, field_validator, model_validator
 
 from seal_repro.spec.base import Strict
+from seal_repro.spec.continual import ContinualSpec
+from seal_repro.spec.cpt import CPTSpec
 from seal_repro.spec.data import DataSpec
 from seal_repro.spec.evaluation import EvaluationSpec
 from seal_repro.spec.inner_loop import InnerLoopSpec
 from seal_repro.spec.model import ModelSpec
+from seal_repro.spec.rl import RLSpec, overlap_problem
 from seal_repro.spec.self_edit import SelfEditSpec
 
 Condition = Literal["base", "passage", "base_synthetic", "teacher_synthetic"]
@@ -26,6 +29,10 @@ class ExperimentSpec(Strict):
     inner_loop: InnerLoopSpec = InnerLoopSpec()
     evaluation: EvaluationSpec = EvaluationSpec()
     conditions: tuple[Condition, ...] = ALL_CONDITIONS
+    # Optional sections: each adds its own stages' results to the report when present.
+    rl: RLSpec | None = Field(None, description="SEAL's ReST-EM outer loop; adds the SEAL row")
+    cpt: CPTSpec | None = Field(None, description="continued pretraining on many passages at once (paper Table 2, n = 200)")
+    continual: ContinualSpec | None = Field(None, description="sequential self-edits into one model (forgetting)")
 
     @field_validator("conditions")
     @classmethod
@@ -36,3 +43,30 @@ class ExperimentSpec(Strict):
         if dup:
             raise ValueError(f"listed twice: {', '.join(dup)}")
         return v
+
+    @model_validator(mode="after")
+    def _sections_agree(self):
+        problems = []
+        if self.rl is not None:
+            overlap = overlap_problem(self.rl.train_data, self.data)
+            if overlap:
+                problems.append(f"rl.train_data: {overlap}")
+            if self.self_edit.sampling.temperature == 0 and self.rl.k > 1:
+                problems.append(f"rl.k asks for {self.rl.k} self-edits per passage but self_edit.sampling.temperature "
+                                "is 0 (greedy), so they would all be identical")
+        if self.cpt is not None and "seal" in self.cpt.conditions and self.rl is None:
+            problems.append("cpt.conditions lists 'seal' but the spec has no rl section to train the SEAL policy")
+        if self.continual is not None:
+            if self.continual.start == "seal" and self.rl is None:
+                problems.append("continual.start is 'seal' but the spec has no rl section to train the SEAL policy")
+            n_eval = self.data.n_passages or (8 if self.data.kind == "fictional" else None)
+            if n_eval is not None and self.continual.n_passages > n_eval:
+                problems.append(f"continual.n_passages ({self.continual.n_passages}) is more than the "
+                                f"{n_eval} evaluation passages it draws from")
+        if self.cpt is not None and self.cpt.n_passages is not None:
+            n_eval = self.data.n_passages or (8 if self.data.kind == "fictional" else None)
+            if n_eval is not None and self.cpt.n_passages > n_eval:
+                problems.append(f"cpt.n_passages ({self.cpt.n_passages}) is more than the {n_eval} evaluation passages")
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self

@@ -21,9 +21,13 @@ PROMPTS = "prompts.jsonl"
 SELF_EDITS = "self_edits.jsonl"
 
 
+def _pairs(pairs) -> list[dict]:
+    return [{"input": [list(r) for r in i], "output": [list(r) for r in o]} for i, o in pairs]
+
+
 def task_to_dict(task: Task) -> dict:
-    pairs = lambda ps: [{"input": [list(r) for r in i], "output": [list(r) for r in o]} for i, o in ps]  # noqa: E731
-    return {"id": task.id, "train": pairs(task.train), "test": pairs(task.test)}
+    """The ARC JSON layout `task_from_dict` reads back."""
+    return {"id": task.id, "train": _pairs(task.train), "test": _pairs(task.test)}
 
 
 def read_tasks(tasks_dir: str | Path, role: str) -> list[Task]:
@@ -44,7 +48,8 @@ def sampling_key(spec, model_dir: str | Path, tasks: list[Task], seed: int) -> s
     from seal_repro.memo import fingerprint_model_dir, key_of
 
     return key_of({
-        "model": fingerprint_model_dir(model_dir), "dtype": spec.model.dtype, "chat_template": spec.model.chat_template,
+        "model": fingerprint_model_dir(model_dir), "dtype": spec.model.dtype, "device": spec.model.device,
+        "chat_template": spec.model.chat_template,
         "self_edit": spec.self_edit.model_dump(mode="json"), "batch_size": spec.evaluation.batch_size,
         "tasks": [task_to_dict(t) for t in tasks], "seed": seed,
     })

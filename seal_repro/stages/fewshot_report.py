@@ -121,11 +121,13 @@ def run(args):
     metrics.update(rl_metrics(rl_summary))
     h = spec_hash(spec)
     rl_note = "RL skipped (seal not in conditions)" if rl_summary.get("skipped") else (
-        f"RL (ReST-EM, {metrics['rl.iterations']} iteration(s)): {metrics['rl.rewarded']} of {metrics['rl.sampled']} "
-        f"training self-edits rewarded ({metrics['rl.valid']} valid); policy trained: {bool(metrics['rl.policy_trained'])}")
+        f"RL (ReST-EM, {metrics['rl.iterations']} iteration(s)): {metrics['rl.rewarded']} of "
+        f"{metrics['rl.sampled']} training self-edits rewarded ({metrics['rl.valid']} valid); "
+        f"policy trained: {bool(metrics['rl.policy_trained'])}")
     notes = [
         f"model: {spec.model.name}; {len({r['task_id'] for r in records})} evaluation tasks; "
-        f"{spec.self_edit.n_eval} self-edits per task (ttt_no_rl, seal), {spec.self_edit.n_train} per training task (RL); "
+        f"{spec.self_edit.n_eval} self-edits per task (ttt_no_rl, seal), "
+        f"{spec.self_edit.n_train} per training task (RL); "
         f"{spec.evaluation.n_attempts} voted attempts per test output "
         f"(voting transforms: identity{''.join(' + ' + f for f in spec.evaluation.vote_families)})",
         "95% CI: bootstrap over tasks "

@@ -1,0 +1,56 @@
+"""Continued pretraining (CPT), the multi-passage setting: one model trained on the self-edits of many passages
+at once, then asked every one of their questions (paper Table 2, the n = 200 column; v1 trains a LoRA, v2 fine-tunes
+all weights). Each condition is one training corpus; the model trained is always the base model.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, NonNegativeInt, PositiveInt, field_validator, model_validator
+
+from seal_repro.spec.base import Strict
+from seal_repro.spec.inner_loop import LoraSpec
+
+CPTCondition = Literal["base", "passage", "base_synthetic", "teacher_synthetic", "seal"]
+ALL_CPT_CONDITIONS: tuple[CPTCondition, ...] = ("base", "passage", "base_synthetic", "teacher_synthetic", "seal")
+PROTOCOL_VERSIONS = {"lora": "paper v1 (LoRA)", "full": "paper v2 (full fine-tuning)"}
+
+
+class CPTSpec(Strict):
+    method: Literal["lora", "full"] = Field("lora", description="lora: paper v1 protocol; full: paper v2 protocol")
+    n_passages: PositiveInt | None = Field(None, description="the first n evaluation passages; null = all of them")
+    conditions: tuple[CPTCondition, ...] = ALL_CPT_CONDITIONS
+    self_edits_per_passage: PositiveInt | None = Field(
+        None, description="self-edits per passage in the corpus (reference: 5); null = every one available"
+    )
+    split: Literal["none", "lines", "segments"] | None = Field(
+        None, description="how self-edits become sequences (see inner_loop.split); null = inner_loop.split"
+    )
+    lora: LoraSpec | None = Field(None, description="method lora only; null = inner_loop.lora")
+    epochs: PositiveInt = 3
+    lr: float = Field(1e-3, gt=0, lt=1)
+    batch_size: PositiveInt = 4
+    grad_accum: PositiveInt = 2
+    lr_schedule: Literal["constant", "linear", "cosine"] = "linear"
+    warmup_steps: NonNegativeInt = 0
+
+    @field_validator("conditions")
+    @classmethod
+    def _unique(cls, v):
+        if not v:
+            raise ValueError("name at least one condition")
+        dup = sorted({c for c in v if v.count(c) > 1})
+        if dup:
+            raise ValueError(f"listed twice: {', '.join(dup)}")
+        return v
+
+    @model_validator(mode="after")
+    def _lora_only_for_lora(self):
+        if self.method == "full" and self.lora is not None:
+            raise ValueError("cpt.lora is only read when cpt.method is 'lora' (it is 'full')")
+        return self
+
+    @property
+    def protocol_version(self) -> str:
+        return PROTOCOL_VERSIONS[self.method]

@@ -1,0 +1,107 @@
+"""The few-shot inner loop on a tiny random Llama: rounds per condition, self-edit -> training config,
+invalid self-edits as recorded failures, voting through an injected predictor, and the memo."""
+
+from __future__ import annotations
+
+import pytest
+
+from seal_repro.engine import LoraEngine
+from seal_repro.fewshot.grids import grid_to_text
+from seal_repro.fewshot.inner_loop import (
+    plan_rounds, round_key, run_rounds, train_config, ttt_examples, vote_transforms,
+)
+from seal_repro.fewshot.self_edit import Augmentations, SelfEdit, TrainingChoice
+from seal_repro.fewshot.vote import vote_prompts
+from seal_repro.memo import Memo
+
+EDIT = SelfEdit(augmentations=Augmentations(basic=True, size=False, chain=False, repeat=False),
+                training=TrainingChoice(loss_on="all_tokens", learning_rate=0.005, epochs=3))
+PARTIAL = '{"augmentations": {"basic": false, "size": false, "chain": false, "repeat": true}}'
+
+
+def truth_predictor(task, spec, calls):
+    """Answers every voting prompt with the equally transformed true output (as a perfect model would)."""
+    answers = {}
+    for k, (_, expected) in enumerate(task.test):
+        for t, p in vote_prompts(task, k, vote_transforms(spec)):
+            answers[p] = grid_to_text(t.apply(expected) if hasattr(t, "fits") else expected)
+
+    def predict(prompts):
+        calls.append(len(prompts))
+        return [answers[p] for p in prompts]
+
+    return predict
+
+
+def test_plan_rounds_per_condition(tiny_spec, task):
+    texts = {task.id: [EDIT.to_json(), "not json at all", PARTIAL]}
+    icl = plan_rounds("icl", [task], texts, tiny_spec)
+    assert [(r.self_edit, r.valid) for r in icl] == [(None, True)]
+    oracle = plan_rounds("oracle_ttt", [task], texts, tiny_spec)
+    assert len(oracle) == 1 and oracle[0].self_edit.families == tiny_spec.oracle.families
+    rounds = plan_rounds("ttt_no_rl", [task], texts, tiny_spec)
+    assert [r.valid for r in rounds] == [True, False, True]
+    assert rounds[1].failure == "no JSON object in the output" and rounds[1].self_edit is None
+    # a self-edit that leaves `training` out takes the spec's defaults
+    il = tiny_spec.inner_loop
+    assert rounds[2].self_edit.training == TrainingChoice(
+        loss_on=il.default_loss_on, learning_rate=il.default_lr, epochs=il.default_epochs)
+    assert plan_rounds("seal", [task], {}, tiny_spec) == []
+
+
+def test_train_config_follows_the_self_edit(tiny_spec):
+    cfg = train_config(EDIT, tiny_spec)
+    assert (cfg.lr, cfg.epochs, cfg.mask_prompt) == (0.005, 3, False)
+    assert (cfg.max_steps, cfg.lr_schedule, cfg.batch_size) == (2, "cosine", 2)
+    out_only = EDIT.model_copy(update={"training": EDIT.training.model_copy(update={"loss_on": "output_tokens"})})
+    assert train_config(out_only, tiny_spec).mask_prompt is True
+
+
+def test_too_long_examples_are_dropped(tiny_spec, tiny_loaded, task):
+    _, tok = tiny_loaded
+    kept, dropped = ttt_examples(task, EDIT, tiny_spec, seed=0, tokenizer=tok)
+    assert kept and dropped == 0
+    short = tiny_spec.model_copy(update={"inner_loop": tiny_spec.inner_loop.model_copy(update={"max_seq_len": 60})})
+    kept2, dropped2 = ttt_examples(task, EDIT, short, seed=0, tokenizer=tok)
+    assert dropped2 > 0 and len(kept2) + dropped2 == len(kept)
+    assert all(len(tok(e.prompt + e.completion)["input_ids"]) + 1 <= 60 for e in kept2)
+
+
+def test_rounds_train_predict_vote_and_memoize(tiny_spec, tiny_loaded, task, tmp_path):
+    model, tok = tiny_loaded
+    engine = LoraEngine(model, tok, tiny_spec.inner_loop.lora)
+    calls: list[int] = []
+    rounds = plan_rounds("ttt_no_rl", [task], {task.id: [EDIT.to_json(), "{broken"]}, tiny_spec)
+    memo = Memo(tmp_path / "memo")
+    recs = run_rounds(rounds, engine, truth_predictor(task, tiny_spec, calls), tiny_spec, "fp", memo)
+    good, bad = recs
+    assert good["solved"] is True and good["attempts"][0][0] == grid_to_text(task.test[0][1])
+    assert 1 <= good["train"]["steps"] <= tiny_spec.inner_loop.max_steps and good["train"]["examples"] > 0
+    assert len(good["responses"]) == 8  # identity + the 7 symmetries of `basic` voting
+    assert bad["solved"] is False and bad["valid"] is False and bad["failure"].startswith("invalid JSON")
+    assert calls == [8]  # one batched call, none for the invalid self-edit
+    # the same self-edit in another condition is the same round: served from the memo, no new call
+    again = run_rounds(plan_rounds("seal", [task], {task.id: [EDIT.to_json()]}, tiny_spec), engine,
+                       truth_predictor(task, tiny_spec, calls), tiny_spec, "fp", memo)
+    assert calls == [8] and memo.hits == 1 and again[0]["solved"] is True and again[0]["condition"] == "seal"
+
+
+def test_garbage_predictions_do_not_solve(tiny_spec, tiny_loaded, task, tmp_path):
+    model, tok = tiny_loaded
+    engine = LoraEngine(model, tok, tiny_spec.inner_loop.lora)
+    recs = run_rounds(plan_rounds("icl", [task], {}, tiny_spec), engine, lambda ps: ["blue"] * len(ps),
+                      tiny_spec, "fp", Memo(enabled=False))
+    assert recs[0]["solved"] is False and recs[0]["attempts"] == [[]] and recs[0]["train"] is None
+
+
+@pytest.mark.parametrize("change", ["seed", "self_edit", "model"])
+def test_round_key_changes_with_what_decides_the_round(tiny_spec, task, change):
+    rnd = plan_rounds("ttt_no_rl", [task], {task.id: [EDIT.to_json()]}, tiny_spec)[0]
+    base = round_key(rnd, tiny_spec, "fp")
+    if change == "seed":
+        assert round_key(rnd, tiny_spec.model_copy(update={"seed": 1}), "fp") != base
+    elif change == "self_edit":
+        other = plan_rounds("ttt_no_rl", [task], {task.id: [PARTIAL]}, tiny_spec)[0]
+        assert round_key(other, tiny_spec, "fp") != base
+    else:
+        assert round_key(rnd, tiny_spec, "other-model") != base

@@ -1,0 +1,115 @@
+"""CPT corpora and full fine-tuning; continual self-edits: the retention matrix and forgetting."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from seal_repro.data.records import Passage, Question
+from seal_repro.engine import TrainConfig
+from seal_repro.knowledge import continual as C
+from seal_repro.knowledge.cpt import FullEngine, corpus, examples
+from seal_repro.spec.experiment import ExperimentSpec
+
+P = [Passage(f"p{i}", f"T{i}", f"passage {i} text.", (Question(f"p{i}-q0", "q?", "a"),), (f"teacher {i}.",))
+     for i in range(3)]
+
+
+def _spec(**cpt) -> ExperimentSpec:
+    return ExperimentSpec.model_validate({
+        "model": {"chat_template": False}, "inner_loop": {"split": "lines"},
+        "rl": {"train_data": {"kind": "fictional", "offset": 8, "n_passages": 2}}, "cpt": cpt,
+    })
+
+
+def test_cpt_corpus_per_condition():
+    base = {"p0": ["a.\nb.", "c."], "p1": ["d."], "p2": ["e."]}
+    seal = {p.id: [f"seal {p.id}."] for p in P}
+    spec = _spec()
+    assert corpus("base", P, base, seal, spec) == []
+    assert corpus("passage", P, base, seal, spec) == [p.context for p in P]
+    # every self-edit of every passage, split into lines, each followed by its passage (as the inner loop)
+    assert corpus("base_synthetic", P, base, seal, spec)[:6] == ["a.", "b.", "passage 0 text.", "c.",
+                                                                "passage 0 text.", "d."]
+    assert len(corpus("base_synthetic", P, base, seal, _spec(self_edits_per_passage=1))) == 7
+    assert corpus("base_synthetic", P, base, seal, _spec(split="none"))[0] == "a.\nb."
+    assert corpus("teacher_synthetic", P, base, seal, spec)[:2] == ["teacher 0.", "passage 0 text."]
+    assert corpus("seal", P, base, seal, spec)[:2] == ["seal p0.", "passage 0 text."]
+    with pytest.raises(ValueError, match="no self-edits"):
+        corpus("seal", P, base, {}, spec)
+
+
+def test_cpt_method_tags_the_paper_protocol():
+    assert _spec(method="full").cpt.protocol_version == "paper v2 (full fine-tuning)"
+    with pytest.raises(ValueError, match="only read when cpt.method is 'lora'"):
+        _spec(method="full", lora={"rank": 4})
+
+
+def test_full_fine_tuning_trains_every_weight(tiny_model_dir):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
+    tok = AutoTokenizer.from_pretrained(tiny_model_dir)
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    engine = FullEngine(model, tok)
+    engine.reset(0)
+    stats = engine.train(examples(["the town was founded in 1874 .", "the river is short ."]),
+                         TrainConfig(epochs=2, lr=1e-2, batch_size=2), seed=0)
+    assert stats.steps == 2
+    changed = [n for n, p in model.named_parameters() if not torch.equal(p, before[n])]
+    assert len(changed) == len(before)  # embeddings, norms, attention, MLP: no adapter, no frozen weight
+
+
+def test_retention_matrix_and_forgetting_on_a_known_matrix():
+    nan = math.nan
+    m = np.array([[0.0, 0.0, 0.0],
+                  [1.0, nan, nan],
+                  [0.5, 0.8, nan],
+                  [0.25, 0.6, 1.0]])
+    d = C.drops(m)
+    assert d[2, 0] == 0.5 and d[3, 0] == 0.75 and d[3, 1] == pytest.approx(0.2) and np.isnan(d[1]).all()
+    s = C.forgetting_summary(m)
+    assert s["mean_forgetting"] == pytest.approx((0.75 + 0.2) / 2)
+    assert s["forgetting_by_age"] == {"1": pytest.approx((0.5 + 0.2) / 2), "2": 0.75}
+    assert s["forgetting_by_step"]["2"] == 0.5 and s["mean_just_learned"] == pytest.approx(2.8 / 3)
+    mean, std = C.mean_matrix([m, m])
+    assert np.isnan(mean[1, 2]) and std[3, 2] == 0.0 and C.to_json(mean)[1] == [1.0, None, None]
+    assert np.array_equal(np.isnan(C.from_json(C.to_json(m))), np.isnan(m))
+
+
+def test_orders_are_seeded_draws_without_replacement():
+    a = C.draw_orders(P, 2, 3, seed=1)
+    assert a == C.draw_orders(P, 2, 3, seed=1) and len(a) == 3
+    assert all(len({p.id for p in order}) == 2 for order in a)
+
+
+def test_sequence_edits_in_place_and_fills_the_lower_triangle(tiny_model_dir):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
+    tok = AutoTokenizer.from_pretrained(tiny_model_dir)
+    spec = ExperimentSpec.model_validate({
+        "model": {"chat_template": False},
+        "inner_loop": {"lora": {"rank": 2, "alpha": 4, "target_modules": ["q_proj", "v_proj"]}, "epochs": 2, "lr": 0.05},
+    })
+    w0 = model.model.layers[0].self_attn.q_proj.weight.detach().clone()
+    seen, models = [], []
+
+    def accuracy(passages):
+        seen.append([p.id for p in passages])
+        return {p.id: 0.5 for p in passages}
+
+    def edit(current, passage, step):
+        models.append(current)
+        return f"the {passage.title} river was built in 1874 ."
+
+    out = C.run_sequence(model, tok, P, spec, edit, accuracy, seed=0)
+    assert out["matrix"].shape == (4, 3) and out["order"] == ["p0", "p1", "p2"]
+    assert np.isnan(out["matrix"][1, 1:]).all() and not np.isnan(out["matrix"][3]).any()
+    assert seen == [["p0", "p1", "p2"], ["p0"], ["p0", "p1"], ["p0", "p1", "p2"]]
+    assert all(m is model for m in models)  # each self-edit is written by the current (edited) model
+    q = model.model.layers[0].self_attn.q_proj
+    assert isinstance(q, torch.nn.Linear) and not torch.equal(q.weight, w0)  # edits merged, no adapter left

@@ -24,3 +24,9 @@ TEMPLATES: dict[str, str] = {
 def self_edit_prompt(spec: SelfEditSpec, title: str, passage: str) -> str:
     template = spec.template if spec.prompt == "custom" else TEMPLATES[spec.prompt]
     return template.replace("{title}", title).replace("{passage}", passage)
+
+
+def uses_chat_template(spec) -> bool:
+    """Whether self-edit prompts go through the chat template (the self_edit section may differ from the model's)."""
+    own = spec.self_edit.chat_template
+    return spec.model.chat_template if own is None else own

@@ -25,7 +25,7 @@ from typing import Sequence
 from seal_repro.data.records import Passage
 from seal_repro.engine import TrainConfig, TrainExample, generate, render_prompt
 from seal_repro.knowledge.inner_loop import Round, plan_rounds
-from seal_repro.knowledge.prompts import self_edit_prompt
+from seal_repro.knowledge.prompts import self_edit_prompt, uses_chat_template
 from seal_repro.memo import fingerprint_model_dir, key_of
 
 ADAPTER_WEIGHTS = "adapter_model.safetensors"
@@ -123,7 +123,7 @@ def iteration_metrics(rows: list[dict], kept: list[dict], lengths: list[int]) ->
 # -- policy fine-tuning --------------------------------------------------------------------------------------
 def policy_prompt(spec, tokenizer, passage: Passage) -> str:
     return render_prompt(tokenizer, self_edit_prompt(spec.self_edit, passage.title, passage.context),
-                         spec.model.chat_template)
+                         uses_chat_template(spec))
 
 
 def sft_examples(kept: list[dict], texts: dict[tuple[str, int], str], passages: dict[str, Passage], spec,

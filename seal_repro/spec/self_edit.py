@@ -19,6 +19,9 @@ class SelfEditSpec(Strict):
     prompt: PromptFormat = "implications"
     template: str | None = Field(None, description="prompt text for prompt: custom; must contain {passage}, may contain {title}")
     n: PositiveInt = Field(1, description="self-edits sampled per passage")
+    chat_template: bool | None = Field(
+        None, description="wrap the self-edit prompt in the chat template; null = model.chat_template"
+    )
     sampling: SamplingSpec = SamplingSpec()
 
     @model_validator(mode="after")

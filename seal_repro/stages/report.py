@@ -8,6 +8,7 @@ from pathlib import Path
 from seal_repro import paper, provenance
 from seal_repro.io import atomic_write_text, read_json, read_jsonl, write_json, write_jsonl
 from seal_repro.calibration import load_calibration
+from seal_repro.errors import UserError
 from seal_repro.report import bar_chart, condition_ci, flat_metrics, judge_equivalents, markdown_table
 from seal_repro.spec import spec_hash
 from seal_repro.stages._common import load_resolved, stage_main
@@ -40,6 +41,10 @@ def run(args):
         shutil.rmtree(figures)
     figures.mkdir(parents=True)
     extra_metrics, sections = {}, []
+    missing = [f"--{name}" for name, section in (("rl", spec.rl), ("cpt", spec.cpt), ("continual", spec.continual))
+               if section is not None and getattr(args, name) is None]
+    if missing:
+        raise UserError(f"the spec has {', '.join(m[2:] for m in missing)} section(s): give {' '.join(missing)}")
     if spec.rl is not None:
         seal_cis, m, md, recs = _seal(spec, cond_dir, Path(args.rl), by_cond, figures)
         cis.update(seal_cis)
@@ -69,6 +74,13 @@ def run(args):
         "so compare the ordering of conditions, not the levels.",
         f"spec hash {h[:12]}; protocol: {spec.protocol or 'n/a'}",
     ]
+    if spec.rl is not None:
+        rl = spec.rl
+        notes.append(
+            f"SEAL: the policy after {rl.iterations} ReST-EM iteration(s) ({rl.train_data.n_passages or 'all'} training "
+            f"passages disjoint from these, k = {rl.k} self-edits each, {rl.repeats} repeat(s), keep: {rl.keep}) writes "
+            "the self-edits and is the model the inner loop adapts; paired tests below."
+        )
     if judge_eq:
         notes.append(
             f"judge-equivalent: the {spec.evaluation.grader.kind} grader's accuracy corrected into the accuracy GPT-4.1 "

@@ -10,7 +10,7 @@ from seal_repro import models
 from seal_repro.data.records import Passage
 from seal_repro.engine import generate, render_prompt
 from seal_repro.io import read_jsonl, write_jsonl
-from seal_repro.knowledge.prompts import self_edit_prompt
+from seal_repro.knowledge.prompts import self_edit_prompt, uses_chat_template
 from seal_repro.stages._common import load_resolved, set_threads, stage_main
 
 
@@ -24,7 +24,7 @@ def add_args(p):
 def write_self_edits(model, tok, spec, passages: list[Passage], seed_offset: int = 0) -> list[dict]:
     """n sampled self-edits per passage, batched; row order is (passage, index)."""
     se = spec.self_edit
-    prompts = [render_prompt(tok, self_edit_prompt(se, p.title, p.context), spec.model.chat_template) for p in passages]
+    prompts = [render_prompt(tok, self_edit_prompt(se, p.title, p.context), uses_chat_template(spec)) for p in passages]
     rows = []
     for i in tqdm(range(se.n), desc="self-edits", unit="sample", dynamic_ncols=True):
         texts = generate(

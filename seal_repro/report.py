@@ -254,7 +254,7 @@ def retention_heatmap(path: Path, matrix: list[list[float | None]], title: str) 
 
     m = np.array([[np.nan if x is None else 100 * x for x in row] for row in matrix], dtype=float)
     k = m.shape[1]
-    fig, ax = plt.subplots(figsize=(0.6 * k + 2.5, 0.5 * (k + 1) + 1.8))
+    fig, ax = plt.subplots(figsize=(max(0.6 * k + 2.5, 5.0), 0.5 * (k + 1) + 2.0))
     im = ax.imshow(np.ma.masked_invalid(m), cmap="viridis", vmin=0, vmax=100, aspect="auto")
     for r in range(m.shape[0]):
         for j in range(k):
@@ -278,6 +278,7 @@ def forgetting_figure(path: Path, summary: dict, title: str) -> None:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
     fig, ax = plt.subplots(figsize=(5.5, 4))
     for key, label in (("forgetting_by_age", "by edits since the passage was learned"),
@@ -286,6 +287,7 @@ def forgetting_figure(path: Path, summary: dict, title: str) -> None:
         if pts:
             ax.plot([x for x, _ in pts], [y for _, y in pts], marker="o", label=label)
     ax.axhline(0, color="grey", linewidth=0.8)
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlabel("edits (since learned / total)")
     ax.set_ylabel("mean accuracy drop (points)")
     ax.set_title(title, fontsize=10)

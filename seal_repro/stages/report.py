@@ -152,7 +152,7 @@ def _continual(spec, continual_dir: Path, figures: Path):
 
     summary = read_json(continual_dir / "summary.json")
     R.retention_heatmap(figures / "continual_retention.png", summary["matrix"],
-                        f"Continual self-edits: accuracy after each edit ({spec.model.name})")
+                        f"Continual self-edits: accuracy after each edit\n({spec.model.name})")
     R.forgetting_figure(figures / "continual_forgetting.png", summary, "Forgetting of earlier passages")
     return R.continual_metrics(summary), R.continual_markdown(summary)
 

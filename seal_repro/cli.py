@@ -23,6 +23,7 @@ COMMANDS: list[tuple[str, str]] = [
     ("seal_repro.commands.compare", "compare"),
     ("seal_repro.commands.replay", "replay"),
     ("seal_repro.commands.calibrate_grader", "calibrate-grader"),
+    ("seal_repro.commands.bench", "bench"),
 ]
 
 

@@ -17,3 +17,9 @@ class SpecError(UserError):
 
 class DataError(UserError):
     """A malformed data file, naming the file and the record."""
+
+
+class AdapterNotApplied(UserError):
+    """Training left the model's logits unchanged: scoring it would silently report the base model."""
+
+    exit_code = 1  # not a malformed input, but the run must stop: its numbers would be wrong

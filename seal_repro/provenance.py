@@ -1,13 +1,21 @@
-"""Provenance written beside every result: resolved spec + hash, versions, git commit, seeds, hardware."""
+"""Provenance written beside every result: resolved spec + hash, versions, git commit, seeds, hardware, the
+paper and protocol version the spec claims to reproduce; and the run folders that keep specs' results apart."""
 
 from __future__ import annotations
 
 import importlib.metadata as md
+import json
 import os
 import platform
 import subprocess
+from pathlib import Path
+
+from seal_repro.errors import UserError
 
 PACKAGES = ("seal-repro", "torch", "transformers", "peft", "lm_eval", "dvc", "datasets", "numpy", "pydantic")
+PAPER = "SEAL: Self-Adapting Language Models, arXiv 2506.10943"
+PROVENANCE_KEYS = ("spec", "spec_hash", "paper", "protocol", "seed", "seeds", "packages", "git", "hardware")
+RUN_MARKER = "run.json"  # in a `seal-repro run` folder: which spec's results it holds
 
 
 def _version(name: str) -> str | None:
@@ -26,6 +34,10 @@ def git_state() -> dict:
 
     commit = run("git", "rev-parse", "HEAD")
     dirty = run("git", "status", "--porcelain", "--untracked-files=no")
+    if commit is None:  # run from outside the checkout (e.g. `seal-repro run --out /tmp/x`): the code's own repo
+        here = str(Path(__file__).resolve().parent)
+        commit = run("git", "-C", here, "rev-parse", "HEAD")
+        dirty = run("git", "-C", here, "status", "--porcelain", "--untracked-files=no") if commit else None
     return {"commit": commit, "dirty": bool(dirty) if dirty is not None else None}
 
 
@@ -41,15 +53,75 @@ def hardware() -> dict:
     return info
 
 
+def _seeds(dumped: dict, at: str = "") -> dict:
+    """Every seed the spec sets, by dotted key (every other seed in a run is derived from these)."""
+    out = {}
+    for key, value in dumped.items():
+        if isinstance(value, dict):
+            out.update(_seeds(value, f"{at}{key}."))
+        elif "seed" in key and isinstance(value, int):
+            out[f"{at}{key}"] = value
+    return out
+
+
+def protocol_versions(spec) -> dict:
+    """The protocol version of each section that names one (e.g. CPT: paper v1 LoRA or v2 full fine-tuning)."""
+    out = {}
+    for name in type(spec).model_fields:
+        version = getattr(getattr(spec, name), "protocol_version", None)
+        if isinstance(version, str):
+            out[name] = version
+    return out
+
+
 def collect(spec, spec_hash: str, extra: dict | None = None) -> dict:
     """Never includes environment variables: API keys live there (the judge reads its key by name only)."""
+    dumped = spec.model_dump(mode="json")
     return {
-        "spec": spec.model_dump(mode="json"),
+        "spec": dumped,
         "spec_hash": spec_hash,
+        "paper": PAPER,
         "protocol": spec.protocol,
+        "protocol_versions": protocol_versions(spec),
         "seed": spec.seed,
+        "seeds": _seeds(dumped),
         "packages": {p: _version(p) for p in PACKAGES},
         "git": git_state(),
         "hardware": hardware(),
         **(extra or {}),
     }
+
+
+def run_folder(spec_file: str | os.PathLike, spec, out: str | os.PathLike | None = None) -> Path:
+    """The folder `seal-repro run` writes `spec`'s results into, claimed for that spec.
+
+    Default `runs/<spec file stem>-<spec hash[:8]>`: two specs never share a folder, even with the same file
+    name in different folders, and an edited spec gets a new one. A folder that already holds another spec's
+    results (or anything that is not a run) is refused, so no run overwrites another spec's results.
+    """
+    from seal_repro.spec import spec_hash
+
+    h = spec_hash(spec)
+    folder = Path(out) if out is not None else Path("runs") / f"{Path(spec_file).stem}-{h[:8]}"
+    marker = folder / RUN_MARKER
+    if marker.is_file():
+        try:
+            claimed = json.loads(marker.read_text(encoding="utf-8"))
+            other_hash, other_file = str(claimed["spec_hash"]), str(claimed.get("spec_file"))
+        except (OSError, ValueError, TypeError, KeyError):
+            raise UserError(f"{marker}: unreadable; delete {folder} or choose another --out") from None
+        if other_hash != h:
+            raise UserError(f"{folder}: holds the results of another spec ({other_file}, hash {other_hash[:12]}; "
+                            f"this one is {h[:12]}); choose another --out, or delete the folder")
+    elif (folder / "build" / "spec" / "hash.txt").is_file():  # a run from before the marker: its resolved spec
+        other_hash = (folder / "build" / "spec" / "hash.txt").read_text(encoding="utf-8").strip()
+        if other_hash != h:
+            raise UserError(f"{folder}: holds the results of another spec (hash {other_hash[:12]}; this one is "
+                            f"{h[:12]}); choose another --out, or delete the folder")
+    elif folder.is_file() or (folder.is_dir() and any(folder.iterdir())):
+        raise UserError(f"{folder}: exists and is not a `seal-repro run` folder (no {RUN_MARKER}); "
+                        "choose another --out")
+    from seal_repro.io import write_json
+
+    write_json(marker, {"spec_hash": h, "spec_file": str(spec_file), "protocol": spec.protocol})
+    return folder

@@ -40,6 +40,8 @@ def flat_metrics(cis: dict[str, AccuracyCI], prefix: str = "",
         out[f"{k}.n_questions"] = ci.n_questions
         out[f"{k}.n_passages"] = ci.n_passages
         out[f"{k}.n_ungraded"] = ci.n_ungraded
+        asked = ci.n_questions + ci.n_ungraded
+        out[f"{k}.ungraded_rate"] = round(ci.n_ungraded / asked, 6) if asked else 0.0
     return out
 
 

@@ -1,13 +1,10 @@
 """The LLM judge against a misbehaving OpenAI-compatible server on 127.0.0.1."""
 
-import json
 import logging
-import threading
-import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
+from fake_openai import chat, no_proxy, server  # noqa: F401 (fixtures: the loopback server, no proxy)
 from seal_repro.errors import UserError
 from seal_repro.graders import GradeItem, GradeResult, grade
 from seal_repro.judge import JudgeClient, check_ungraded, parse_verdict, ungraded_rate
@@ -15,60 +12,6 @@ from seal_repro.spec.evaluation import JudgeGrader
 
 KEY = "sk-planted-SECRET-0123456789"
 ITEM = GradeItem("In what year did the Quorvel Bridge open?", ("1874",), "It opened in 1874.")
-
-
-def chat(content: str) -> bytes:
-    return json.dumps({"choices": [{"message": {"role": "assistant", "content": content}}]}).encode()
-
-
-class Server:
-    """Answers each POST with the next scripted action; the last one repeats."""
-
-    def __init__(self):
-        self.script, self.requests, self.lock = [], [], threading.Lock()
-        server = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self):
-                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-                with server.lock:
-                    server.requests.append({"path": self.path, "headers": dict(self.headers), "body": body})
-                    action = server.script.pop(0) if len(server.script) > 1 else server.script[0]
-                if callable(action):
-                    action = action(body, self.headers)
-                kind, *args = action
-                if kind == "sleep":
-                    time.sleep(args[0])
-                    return
-                status, payload, headers = (200, args[0], {}) if kind == "ok" else args
-                self.send_response(status)
-                for k, v in headers.items():
-                    self.send_header(k, v)
-                self.send_header("Content-Length", str(len(payload)))
-                self.end_headers()
-                self.wfile.write(payload)
-
-            def log_message(self, *a):
-                pass
-
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
-        threading.Thread(target=self.httpd.serve_forever, args=(0.02,), daemon=True).start()
-
-
-@pytest.fixture(autouse=True)
-def _no_proxy(monkeypatch):
-    # A proxy set in the environment would swallow requests meant for 127.0.0.1.
-    for var in ("http_proxy", "https_proxy", "all_proxy", "HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY"):
-        monkeypatch.delenv(var, raising=False)
-
-
-@pytest.fixture
-def server():
-    s = Server()
-    yield s
-    s.httpd.shutdown()
-    s.httpd.server_close()
 
 
 def client(server, *, max_retries=3, timeout_s=5.0, **kw):

@@ -16,3 +16,10 @@ def test_flat_metrics_and_table_show_paper_only_in_paper_column():
     table = markdown_table("t", {"passage": ci}, {"passage": 0.335}, ["note"])
     row = next(line for line in table.splitlines() if line.startswith("| Train on passage"))
     assert "| 75.0 |" in row and row.rstrip().endswith("| 33.5 |")
+
+
+def test_ungraded_share_is_a_metric():
+    ci = accuracy_ci([[1.0, None, 0.0], [None, 1.0, 1.0]], "macro", 100, 0)
+    m = flat_metrics({"teacher_synthetic": ci})
+    assert m["teacher_synthetic.n_ungraded"] == 2 and m["teacher_synthetic.ungraded_rate"] == round(2 / 6, 6)
+    assert flat_metrics({"base": accuracy_ci([[1.0]], "macro", 10, 0)})["base.ungraded_rate"] == 0.0

@@ -28,7 +28,8 @@ def register(subparsers) -> None:
     )
     parser.add_argument(
         "--check-paths", action="store_true",
-        help="also require the files a spec names (model.path, data.path, data.teacher_path) to exist now",
+        help="also require the files and folders a spec names (every path key: model.path, data.path, "
+             "data.teacher_path, rl.train_data.path, tasks.*.ids_file, ...) to exist now",
     )
     parser.add_argument(
         "--section", metavar="KEY",

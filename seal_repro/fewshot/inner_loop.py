@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from tqdm import tqdm
 
 from seal_repro.engine import LoraEngine, TrainConfig, TrainExample, render_prompt
+from seal_repro.errors import AdapterNotApplied
 from seal_repro.fewshot.augment import family_transforms
 from seal_repro.fewshot.grids import grid_to_text
 from seal_repro.fewshot.self_edit import SelfEdit, parse_self_edit
@@ -128,6 +129,12 @@ def compute_round(rnd: Round, engine: LoraEngine, predict_fn: PredictFn, spec) -
     if rnd.self_edit is not None:
         examples, dropped = ttt_examples(rnd.task, rnd.self_edit, spec, seed, engine.tokenizer)
         stats = engine.train(examples, train_config(rnd.self_edit, spec), seed=seed)
+        # Zero steps is legitimate (every example too long); steps that changed nothing mean a broken adapter.
+        if stats.steps and not engine.logits_differ_from_base():
+            raise AdapterNotApplied(
+                f"adapter for task {rnd.task.id} ({rnd.condition}) left the model's logits unchanged after "
+                f"{stats.steps} steps (check the self-edit's learning_rate / inner_loop.lora.target_modules)"
+            )
         train = {"examples": len(examples), "dropped_too_long": dropped, "steps": stats.steps,
                  "real_tokens": stats.real_tokens, "seconds": round(stats.seconds, 3), "final_loss": stats.final_loss}
     responses: list[str] = []

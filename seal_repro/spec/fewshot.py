@@ -21,7 +21,7 @@ from seal_repro.fewshot.self_edit import (
     SelfEdit,
     TrainingChoice,
 )
-from seal_repro.spec.base import Strict
+from seal_repro.spec.base import SpecPath, Strict
 from seal_repro.spec.inner_loop import LoraSpec
 from seal_repro.spec.model import ModelSpec
 from seal_repro.spec.self_edit import SamplingSpec
@@ -43,7 +43,7 @@ class TaskSelectionSpec(Strict):
 
     split: Literal["train", "eval"]
     ids: tuple[str, ...] | None = Field(None, description="ARC task ids, used in this order")
-    ids_file: str | None = Field(
+    ids_file: SpecPath | None = Field(
         None,
         description='JSON {"train": [...], "eval": [...]} like the paper\'s filtered_task_ids.json (this role\'s list '
         "is used); relative to the spec file",

@@ -4,7 +4,7 @@ from typing import Literal
 
 from pydantic import Field, NonNegativeFloat, PositiveInt, model_validator
 
-from seal_repro.spec.base import Strict
+from seal_repro.spec.base import SpecProblems, Strict
 
 
 class LoraSpec(Strict):
@@ -15,8 +15,15 @@ class LoraSpec(Strict):
 
     @model_validator(mode="after")
     def _targets(self):
+        # Keys relative to wherever this LoRA sits (inner_loop.lora, rl.sft.lora, cpt.lora, ...).
+        problems = []
         if not self.target_modules:
-            raise ValueError("inner_loop.lora.target_modules must name at least one module")
+            problems.append(("target_modules", "must name at least one module"))
+        if "alpha" in self.model_fields_set and "rank" not in self.model_fields_set:
+            problems.append(("alpha", f"is set ({self.alpha:g}) but rank is not: the update is scaled by alpha/rank, "
+                             f"so give rank too (it would default to {self.rank})"))
+        if problems:
+            raise SpecProblems(problems)
         return self
 
 

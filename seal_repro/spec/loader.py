@@ -13,14 +13,16 @@ import difflib
 import hashlib
 import json
 import os
+import types
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, get_args, get_origin
+from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
 import yaml
 from pydantic import BaseModel, ValidationError
 
 from seal_repro.errors import SpecError
+from seal_repro.spec.base import PathValue, SpecProblems
 from seal_repro.spec.experiment import ExperimentSpec
 from seal_repro.spec.fewshot import FewShotSpec
 
@@ -30,10 +32,70 @@ SPEC_MODELS: dict[str, type[BaseModel]] = {
     "fewshot": FewShotSpec,
 }
 
-# Dotted keys whose values are file paths, relative to the file that declared them.
-PATH_KEYS: tuple[str, ...] = (
-    "model.path", "data.path", "data.teacher_path", "tasks.train.ids_file", "tasks.eval.ids_file",
-)
+
+def _models_in(annotation: Any) -> list[type[BaseModel]]:
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return [annotation]
+    return [m for arg in get_args(annotation) for m in _models_in(arg)]
+
+
+def _path_marker(annotation: Any, metadata: tuple = ()) -> PathValue | None:
+    """The PathValue of `SpecPath` / `SpecPath | None` (in Annotated metadata, possibly inside a union)."""
+    found = [m for m in metadata if isinstance(m, PathValue)]
+    if found:
+        return found[0]
+    if get_origin(annotation) is Annotated:
+        return _path_marker(get_args(annotation)[0], annotation.__metadata__)
+    if get_origin(annotation) in (Union, types.UnionType):
+        return next((m for a in get_args(annotation) if (m := _path_marker(a)) is not None), None)
+    return None  # a list of paths would need rebasing per item; no spec has one
+
+
+@dataclass(frozen=True)
+class PathField:
+    """A path field: its marker, and for a member of a union (e.g. one grader kind) the tag values its
+    mapping must hold for the field to be that member's (`{"kind": "semantic"}`)."""
+
+    marker: PathValue
+    when: tuple[tuple[str, Any], ...] = ()
+
+    def applies(self, parent: dict, value: str) -> bool:
+        return all(parent.get(k) == v for k, v in self.when) and self.marker.applies_to(value)
+
+
+def path_fields(model: type[BaseModel], prefix: str = "", _seen: tuple = (), _member: bool = False
+                ) -> dict[str, list[PathField]]:
+    """{dotted key: [PathField]} for every `SpecPath` field of `model`, through nested sections and union members."""
+    if model in _seen:  # a model that contains itself would recurse forever
+        return {}
+    out: dict[str, list[PathField]] = {}
+    when = tuple((name, args[0]) for name, f in model.model_fields.items()
+                 if get_origin(f.annotation) is Literal and len(args := get_args(f.annotation)) == 1) if _member else ()
+    for name, info in model.model_fields.items():
+        dotted = f"{prefix}{name}"
+        marker = _path_marker(info.annotation, tuple(info.metadata))
+        if marker is not None:
+            out.setdefault(dotted, []).append(PathField(marker, when))
+        subs = _models_in(info.annotation)
+        for sub in subs:
+            for key, fields in path_fields(sub, dotted + ".", _seen + (model,), len(subs) > 1).items():
+                out.setdefault(key, []).extend(f for f in fields if f not in out.get(key, []))
+    return out
+
+
+def domain_path_fields(domain: Any = None) -> dict[str, list[PathField]]:
+    """The path fields of one domain's model; of every registered model when the domain is unknown."""
+    models = [SPEC_MODELS[domain]] if isinstance(domain, str) and domain in SPEC_MODELS else list(SPEC_MODELS.values())
+    out: dict[str, list[PathField]] = {}
+    for m in models:
+        for key, fields in path_fields(m).items():
+            out.setdefault(key, []).extend(f for f in fields if f not in out.get(key, []))
+    return out
+
+
+# Dotted keys whose values are file paths, relative to the file that declared them (derived from the
+# models' `SpecPath` fields, e.g. model.path, data.path, rl.train_data.path, tasks.train.ids_file).
+PATH_KEYS: tuple[str, ...] = tuple(domain_path_fields())
 
 # A spec has a few hundred values; far more means an alias bomb, which would hang the merge.
 MAX_VALUES = 100_000
@@ -254,14 +316,15 @@ class Resolved:
 
 
 def _path_values(data: dict):
-    """(keys, the mapping holding the last key, value) for each PATH_KEYS entry set to a non-empty string."""
-    for dotted in PATH_KEYS:
+    """(keys, the mapping holding the last key, value) for each path key of the document's domain set to a
+    non-empty string."""
+    for dotted, fields in domain_path_fields(data.get("domain")).items():
         keys = tuple(dotted.split("."))
         parent: Any = data
         for key in keys[:-1]:
             parent = parent.get(key) if isinstance(parent, dict) else None
         value = parent.get(keys[-1]) if isinstance(parent, dict) else None
-        if isinstance(value, str) and value:
+        if isinstance(value, str) and value and any(f.applies(parent, value) for f in fields):
             yield keys, parent, value
 
 
@@ -282,12 +345,6 @@ def resolve(path: str | os.PathLike, section: str | None = None) -> Resolved:
         raise SpecError(list(dict.fromkeys(res.errors)))
     _rebase_paths(res)
     return res
-
-
-def _models_in(annotation: Any) -> list[type[BaseModel]]:
-    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-        return [annotation]
-    return [m for arg in get_args(annotation) for m in _models_in(arg)]
 
 
 def _tags(model: type[BaseModel]) -> list[str]:
@@ -363,6 +420,12 @@ def load_spec(path: str | os.PathLike, section: str | None = None, *, check_path
             if err["type"] == "invalid_key":  # the int is a mapping key here, not a list index
                 loc = (*loc[:-1], str(loc[-1]))
             keys, _ = _walk(model, loc)
+            several = (err.get("ctx") or {}).get("error")
+            if isinstance(several, SpecProblems):  # one line per cross-field problem, at its own key
+                for sub, message in several.problems:
+                    at = keys + tuple(sub.split(".")) if sub else keys
+                    lines.append(f"{res.where(at)}: {message}")
+                continue
             lines.append(f"{res.where(keys, err['type'] == 'missing')}: {_message(err, model)}")
     for keys, _, value in _path_values(res.data) if check_paths else ():
         if not os.path.exists(value):
@@ -378,9 +441,15 @@ def resolve_spec_dict(path: str | os.PathLike, section: str | None = None) -> tu
     return res.data, res.files
 
 
+# Sections that say how a run executes, never what it computes: left out of the hash (and so of every
+# result that quotes it), so moving a run onto a Ray cluster does not make its results look like another spec's.
+HASH_EXCLUDED: frozenset[str] = frozenset({"executor"})
+
+
 def spec_hash(spec: BaseModel) -> str:
     """sha256 of the spec's canonical JSON: equal specs hash equal however their files were laid out."""
-    blob = json.dumps(spec.model_dump(mode="json"), sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    data = {k: v for k, v in spec.model_dump(mode="json").items() if k not in HASH_EXCLUDED}
+    blob = json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     return hashlib.sha256(blob.encode("utf-8")).hexdigest()
 
 

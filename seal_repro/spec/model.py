@@ -4,13 +4,13 @@ from typing import Literal
 
 from pydantic import Field, PositiveInt, model_validator
 
-from seal_repro.spec.base import Strict
+from seal_repro.spec.base import SpecPath, Strict
 
 
 class ModelSpec(Strict):
     source: Literal["embedded", "hf", "local"] = "embedded"
     id: str | None = Field(None, description="Hugging Face model id (source: hf); must already be in the local HF cache")
-    path: str | None = Field(None, description="folder with config.json + weights (source: local); relative to the spec file")
+    path: SpecPath | None = Field(None, description="folder with config.json + weights (source: local); relative to the spec file")
     dtype: Literal["float32", "bfloat16", "float16"] = "float32"
     device: Literal["cpu", "cuda", "auto"] = "cpu"
     trust_remote_code: bool = False

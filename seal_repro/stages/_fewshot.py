@@ -12,7 +12,7 @@ from pathlib import Path
 
 from seal_repro.errors import UserError
 from seal_repro.fewshot.grids import grid_to_text
-from seal_repro.fewshot.tasks import Task, task_from_dict
+from seal_repro.fewshot.tasks import Task, read_task_file
 from seal_repro.io import read_jsonl
 from seal_repro.lmeval_glue import TASKS_DIR
 
@@ -31,8 +31,9 @@ def task_to_dict(task: Task) -> dict:
 
 
 def read_tasks(tasks_dir: str | Path, role: str) -> list[Task]:
-    """The tasks the fewshot_tasks stage wrote for `role` ("train" or "eval")."""
-    return [task_from_dict(d["id"], d) for d in read_jsonl(Path(tasks_dir) / f"{role}.jsonl")]
+    """The tasks the fewshot_tasks stage wrote for `role` ("train" or "eval"); a malformed file is a DataError
+    naming the file and the record."""
+    return read_task_file(Path(tasks_dir) / f"{role}.jsonl")
 
 
 def read_self_edits(folder: str | Path) -> dict[str, list[str]]:

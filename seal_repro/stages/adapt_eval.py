@@ -12,6 +12,7 @@ from pathlib import Path
 from seal_repro import models
 from seal_repro.data.records import Passage
 from seal_repro.engine import LoraEngine, TrainConfig
+from seal_repro.executor import make_executor
 from seal_repro.graders import GradeItem, grade
 from seal_repro.io import read_jsonl, write_json, write_jsonl
 from seal_repro.knowledge.inner_loop import compute_round, plan_rounds, run_rounds
@@ -73,13 +74,15 @@ def run(args):
     rounds = plan_rounds(args.condition, list(passages.values()), edits, spec)
 
     model_dir = Path(args.model)
+    executor = make_executor(spec, model_dir=model_dir, questions_file=data / "questions.jsonl")
     model, tok = models.load(spec.model, model_dir)
     engine = LoraEngine(model, tok, spec.inner_loop.lora)
     ev = spec.evaluation
     scorer = QAScorer(engine.base_model, tok, questions_file=data / "questions.jsonl", answer_prompt=ev.answer_prompt,
                       max_new_tokens=ev.max_new_tokens, batch_size=ev.batch_size, chat_template=spec.model.chat_template)
     memo = Memo(enabled=not args.no_memo)
-    results = run_rounds(rounds, engine, scorer.score, spec, fingerprint_model_dir(model_dir), memo, desc=args.condition)
+    results = run_rounds(rounds, engine, scorer.score, spec, fingerprint_model_dir(model_dir), memo, desc=args.condition,
+                         executor=executor)
     if args.condition != "base" and rounds:
         # Re-train the first round's adapter (one round, seeded: identical weights) and save it, so the stock
         # `lm_eval` CLI can score it from disk; keeping every round's adapter would cost ~40 MB per round.

@@ -50,6 +50,7 @@ def run(args):
         raise UserError(f"rl iteration {k}: the previous iteration ({prev}) did not run")
     set_threads()
     from seal_repro.engine import LoraEngine
+    from seal_repro.executor import make_executor
     from seal_repro.knowledge import rl as R
     from seal_repro.knowledge.inner_loop import run_rounds
     from seal_repro.lmeval_glue import QAScorer
@@ -61,6 +62,8 @@ def run(args):
     rl = RLSpec.model_validate({**plan["rl"], "iterations": k})  # the settings this iteration was planned with
     model_dir = Path(args.model)
     prev_policy = prev / "policy" if k > 1 else None
+    executor = make_executor(spec, model_dir=model_dir, questions_file=setup / "questions.jsonl",
+                             policy_dir=prev_policy)
     passages = [Passage.from_dict(d) for d in read_jsonl(setup / "passages.jsonl")]
     by_id = {p.id: p for p in passages}
 
@@ -77,7 +80,7 @@ def run(args):
                       max_new_tokens=ev.max_new_tokens, batch_size=ev.batch_size, chat_template=spec.model.chat_template)
     memo = Memo(enabled=not args.no_memo)
     results = run_rounds(R.rl_rounds(passages, edits, spec, rl), inner, scorer.score, spec,
-                         R.policy_fingerprint(model_dir, prev_policy), memo, desc=f"rl iteration {k}")
+                         R.policy_fingerprint(model_dir, prev_policy), memo, desc=f"rl iteration {k}", executor=executor)
     records = grade_records(spec, results, by_id)
     rows = R.score_samples(records, rl)
     kept = R.keep_rows(rows, rl)

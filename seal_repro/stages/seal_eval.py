@@ -38,6 +38,7 @@ def run(args):
         return
     set_threads()
     from seal_repro.engine import LoraEngine
+    from seal_repro.executor import make_executor
     from seal_repro.knowledge.inner_loop import plan_rounds, run_rounds
     from seal_repro.knowledge.rl import load_policy, policy_fingerprint
     from seal_repro.lmeval_glue import QAScorer
@@ -47,6 +48,8 @@ def run(args):
 
     spec = load_resolved(args.spec_dir)
     data, model_dir = Path(args.data), Path(args.model)
+    executor = make_executor(spec, model_dir=model_dir, questions_file=data / "questions.jsonl",
+                             policy_dir=policy / "policy")
     passages = {d["id"]: Passage.from_dict(d) for d in read_jsonl(data / "passages.jsonl")}
     model, tok = load_policy(spec, model_dir, policy / "policy")
     rows = write_self_edits(model, tok, spec, list(passages.values()))
@@ -61,7 +64,7 @@ def run(args):
                       max_new_tokens=ev.max_new_tokens, batch_size=ev.batch_size, chat_template=spec.model.chat_template)
     memo = Memo(enabled=not args.no_memo)
     results = run_rounds(rounds, engine, scorer.score, spec, policy_fingerprint(model_dir, policy / "policy"), memo,
-                         desc=condition)
+                         desc=condition, executor=executor)
     records = grade_records(spec, results, passages)
     write_jsonl(out / "self_edits.jsonl", rows)
     write_jsonl(out / "rounds.jsonl", [{k: v for k, v in r.items() if k != "answers"} for r in results])

@@ -105,3 +105,19 @@ def test_round_key_changes_with_what_decides_the_round(tiny_spec, task, change):
         assert round_key(other, tiny_spec, "fp") != base
     else:
         assert round_key(rnd, tiny_spec, "other-model") != base
+
+
+def test_an_adapter_that_trained_but_changed_nothing_fails_the_round(tiny_spec, tiny_loaded, task, monkeypatch):
+    from seal_repro.engine import TrainStats
+    from seal_repro.errors import AdapterNotApplied
+    from seal_repro.fewshot.inner_loop import compute_round
+
+    model, tok = tiny_loaded
+    engine = LoraEngine(model, tok, tiny_spec.inner_loop.lora)
+    rnd = plan_rounds("ttt_no_rl", [task], {task.id: [EDIT.to_json()]}, tiny_spec)[0]
+    calls: list[int] = []
+    assert compute_round(rnd, engine, truth_predictor(task, tiny_spec, calls), tiny_spec)["train"]["steps"] >= 1
+    monkeypatch.setattr(engine, "train", lambda *a, **k: TrainStats(steps=2))  # "trained", adapter still B = 0
+    with pytest.raises(AdapterNotApplied, match=rf"adapter for task {task.id} \(ttt_no_rl\) left the model's logits"):
+        compute_round(rnd, engine, truth_predictor(task, tiny_spec, calls), tiny_spec)
+    assert calls == [8]  # the broken round was never scored

@@ -19,6 +19,7 @@ from seal_repro.stages import (
     resolve_spec,
 )
 from seal_repro.stages.fewshot_report import condition_metrics, success_ci
+from test_provenance import assert_provenance
 
 CONDITIONS = ("icl", "ttt_no_rl", "seal", "oracle_ttt")
 
@@ -61,6 +62,7 @@ def test_pipeline_writes_the_table(tiny_spec, tmp_path, monkeypatch):
     assert len(read_jsonl("results/records.jsonl")) == sum(metrics[f"{c}.n_pairs"] for c in CONDITIONS)
     assert all("responses" not in r for r in read_jsonl("results/records.jsonl"))
     assert read_json("results/provenance.json")["spec"]["domain"] == "fewshot"
+    assert_provenance(read_json("results/provenance.json"), spec)
 
 
 def _rec(task, solved, valid=True):

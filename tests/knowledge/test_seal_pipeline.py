@@ -221,3 +221,15 @@ def test_dvc_repro_killed_in_the_second_iteration_resumes_there(tmp_path, tiny_m
     assert (repo / "build/knowledge/rl/iter1/summary.json").read_bytes() == first
     metrics = json.loads((repo / "results/knowledge/metrics.json").read_text())
     assert "seal_iter2.accuracy" in metrics and "rl.iter2.mean_reward" in metrics
+
+
+def test_seal_repro_run_runs_the_rl_cpt_and_continual_stages_too(work):
+    from seal_repro.cli import main
+
+    assert main(["run", "tiny.yaml", "--out", "r"]) == 0
+    m = json.loads(Path("r/results/metrics.json").read_text())
+    for key in ("base.accuracy", "seal_iter1.accuracy", "seal_iter2.accuracy", "seal.p_vs_base", "rl.iter2.kept",
+                "cpt.seal.accuracy", "continual.mean_forgetting"):
+        assert key in m, key
+    assert "seal_iter3.accuracy" not in m
+    assert (Path("r/results/figures") / "seal_iterations.png").exists()

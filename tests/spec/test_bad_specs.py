@@ -1,6 +1,10 @@
 """Every file under bad_specs/ must fail `seal-repro validate` cleanly: exit 2, one `FILE: ...` line per
 problem, the expected message, no traceback and nothing written. Text files state their expected
-message in a first `# expect:` comment; the few that cannot hold a comment are listed here."""
+message in a first `# expect:` comment; the few that cannot hold a comment are listed here.
+
+bad_specs/.includes/ holds files that cases include (a hidden folder, so `validate bad_specs/` skips it);
+an error found in such a file is reported against that file, as it should be.
+"""
 
 from __future__ import annotations
 
@@ -17,6 +21,30 @@ NO_COMMENT = {  # files whose bytes are the point: empty, binary, wrongly encode
     "utf16.yaml": "binary file",
 }
 CASES = sorted(BAD.glob("*.yaml"))
+INCLUDED = BAD / ".includes"
+
+# Every category of the issue, by file-name prefix: a category without a case fails the test below.
+CATEGORIES = {
+    "YAML syntax": ("syntax_",),
+    "non-mapping top level": ("top_level_", "multi_document", "only_comments"),
+    "empty file": ("empty",),
+    "binary or non-UTF-8 bytes": ("binary_", "latin1", "utf16"),
+    "unknown keys": ("unknown_",),
+    "wrong types": ("type_",),
+    "out-of-range values": ("range_", "fewshot_range_"),
+    "invalid choices": ("literal_", "conditions_unknown", "fewshot_conditions_unknown", "domain_unknown"),
+    "missing includes": ("include_missing", "include_folder"),
+    "cyclic includes": ("include_self", "include_cycle_"),
+    "duplicate keys": ("dup_keys_",),
+    "YAML python tags": ("python_tag_",),
+    "cross-field: lora alpha without rank": ("lora_alpha_without_rank", "fewshot_lora_alpha_without_rank"),
+    "cross-field: training split overlaps the evaluation split": (
+        "rl_overlaps_eval", "rl_same_file_overlaps_eval", "fewshot_tasks_overlap", "fewshot_same_split_by_n"),
+    "cross-field: other": ("rl_", "cpt_", "continual_", "fewshot_", "hf_", "local_", "embedded_", "fictional_",
+                           "custom_", "template_"),
+}
+# At least this many distinct unknown-key levels (top, model, data, inner_loop, lora, rl.sft, cpt, fewshot...).
+MIN_UNKNOWN_KEY_CASES = 15
 
 
 def _expected(path: Path) -> str:
@@ -31,6 +59,15 @@ def test_corpus_is_large_enough():
     assert len(CASES) >= 40
 
 
+@pytest.mark.parametrize("category", CATEGORIES)
+def test_every_category_has_cases(category):
+    assert [p for p in CASES if p.stem.startswith(CATEGORIES[category])], f"no case for {category}"
+
+
+def test_unknown_keys_at_every_level():
+    assert len([p for p in CASES if p.stem.startswith("unknown_")]) >= MIN_UNKNOWN_KEY_CASES
+
+
 @pytest.mark.parametrize("path", CASES, ids=lambda p: p.stem)
 def test_bad_spec_fails_cleanly(path, run_cli, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)  # a python tag that ran would write pwned.txt here
@@ -41,9 +78,11 @@ def test_bad_spec_fails_cleanly(path, run_cli, tmp_path, monkeypatch):
     assert "Traceback" not in err
     lines = err.splitlines()
     assert lines
-    shape = re.compile(rf"^{re.escape(str(path))}: ([\w.\[\]]+: .+|.+)$")
+    files = "|".join(re.escape(str(f)) for f in [path, *INCLUDED.glob("*.yaml")])
+    shape = re.compile(rf"^({files}): ([\w.\[\]]+: .+|.+)$")
     for line in lines:
         assert shape.match(line), line
+    assert len(lines) == len(set(lines))  # each problem once
     assert _expected(path) in err
     assert list(tmp_path.iterdir()) == []
     assert sorted(p.name for p in BAD.iterdir()) == before
@@ -60,4 +99,24 @@ def test_whole_corpus_in_one_run(run_cli):
     code, out, err = run_cli("validate", BAD)
     assert code == 2 and out == ""
     files = {line.split(": ")[0] for line in err.splitlines()}
-    assert files == {str(p) for p in CASES}
+    helpers = {str(p) for p in INCLUDED.glob("*.yaml")}
+    assert files <= {str(p) for p in CASES} | helpers  # the helpers themselves are not validated (hidden folder)
+    # out == "": no case passed; those not named failed in a file they include
+    assert {str(p) for p in CASES} - files == {str(BAD / n) for n in ("include_cycle_two_files.yaml",
+                                                                        "include_error_in_included_file.yaml")}
+
+
+def test_cross_field_problems_are_one_line_each(run_cli):
+    path = BAD / "cross_field_several_at_once.yaml"
+    code, _, err = run_cli("validate", path)
+    assert code == 2
+    assert err.splitlines() == [
+        f"{path}: cpt.conditions: lists 'seal' but the spec has no rl section to train the SEAL policy",
+        f"{path}: continual.start: is 'seal' but the spec has no rl section to train the SEAL policy",
+    ]
+
+
+def test_error_in_an_included_file_names_that_file(run_cli):
+    code, _, err = run_cli("validate", BAD / "include_error_in_included_file.yaml")
+    assert code == 2
+    assert err.startswith(f"{INCLUDED / 'bad_lora.yaml'}: inner_loop.lora.rnak: unknown key")

@@ -1,0 +1,292 @@
+"""Executors: how `run_rounds` computes the inner-loop rounds its memo does not hold.
+
+`run_rounds` (knowledge/inner_loop.py) stays the one place rounds are keyed, memoized and assembled; an
+executor only turns a list of rounds into results, yielding `(index, result)` as each round finishes:
+
+- `LocalExecutor`: in the stage's process, on the engine and scorer the stage built (the default).
+- `RayExecutor`: on `executor.workers` Ray actors. Each actor rebuilds the stage's model, LoRA engine and
+  lm-eval scorer once from a `WorkerRecipe` (paths and the spec: small and picklable), then runs
+  `compute_round` per round, which resets the adapter in place. A round's seed comes from its content, so a
+  round computed on any worker equals the round computed locally (given the same torch thread count).
+  A worker whose process dies is restarted by Ray and its round retried, up to `executor.max_retries` times.
+
+Ray is imported only when a spec asks for it, so the package works without it installed.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections import deque
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator, Sequence
+
+from seal_repro.errors import UserError
+
+# Fault injection for tests and drills: when this variable names a file that exists as a worker starts a
+# round, the worker deletes the file and kills its own process (so exactly one worker dies, once).
+KILL_FILE_ENV = "SEAL_REPRO_TEST_KILL_FILE"
+
+RAY_MISSING = ("executor.kind: 'ray' needs the ray package, which is not installed here "
+               "(pip install 'seal-repro[ray]', or pip install 'ray>=2.9')")
+
+
+class WorkerLost(RuntimeError):
+    """A round's worker died more often than executor.max_retries allows."""
+
+
+@dataclass(frozen=True)
+class WorkerRecipe:
+    """What a worker needs to rebuild the driver's round kit: the model folder (with the RL policy adapter,
+    if any, merged in, as `knowledge.rl.load_policy` does), the spec, and the questions file the scorer reads.
+    Paths are absolute: a worker's working directory is not the driver's on another node."""
+
+    spec: Any  # ExperimentSpec (pydantic models pickle)
+    model_dir: str
+    questions_file: str
+    policy_dir: str | None = None
+
+    @classmethod
+    def of(cls, spec, model_dir, questions_file, policy_dir=None) -> WorkerRecipe:
+        return cls(spec, str(Path(model_dir).resolve()), str(Path(questions_file).resolve()),
+                   None if policy_dir is None else str(Path(policy_dir).resolve()))
+
+    def build(self):
+        """(engine, score_fn), exactly as the stages build them."""
+        from seal_repro.engine import LoraEngine
+        from seal_repro.knowledge.rl import load_policy
+        from seal_repro.lmeval_glue import QAScorer
+
+        spec = self.spec
+        model, tok = load_policy(spec, Path(self.model_dir), None if self.policy_dir is None else Path(self.policy_dir))
+        engine = LoraEngine(model, tok, spec.inner_loop.lora)
+        ev = spec.evaluation
+        scorer = QAScorer(engine.base_model, tok, questions_file=Path(self.questions_file),
+                          answer_prompt=ev.answer_prompt, max_new_tokens=ev.max_new_tokens, batch_size=ev.batch_size,
+                          chat_template=spec.model.chat_template)
+        return engine, scorer.score
+
+
+class LocalExecutor:
+    """Rounds one after another, in this process, on the caller's engine and scorer."""
+
+    kind = "local"
+
+    def compute(self, rounds: Sequence, engine, score_fn, cfg, spec_seed: int) -> Iterator[tuple[int, dict]]:
+        from seal_repro.knowledge.inner_loop import compute_round
+
+        for i, rnd in enumerate(rounds):
+            yield i, compute_round(rnd, engine, score_fn, cfg, spec_seed)
+
+    def close(self) -> None:
+        pass
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+class RoundWorker:
+    """The body of one Ray actor: the round kit built once, then one round per call."""
+
+    def __init__(self, recipe: WorkerRecipe, threads: int):
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")
+        os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+        import torch
+
+        torch.set_num_threads(threads)
+        self.engine, self.score_fn = recipe.build()
+
+    def ready(self) -> dict:
+        import socket
+
+        return {"pid": os.getpid(), "host": socket.gethostname(), "device": str(self.engine.device)}
+
+    def compute(self, rnd, cfg, spec_seed: int) -> dict:
+        from seal_repro.knowledge.inner_loop import compute_round
+
+        kill_file = os.environ.get(KILL_FILE_ENV)
+        if kill_file:
+            try:
+                os.remove(kill_file)
+            except FileNotFoundError:
+                pass
+            else:
+                os._exit(1)  # a crash, not an exception: the process is gone mid-round
+        return compute_round(rnd, self.engine, self.score_fn, cfg, spec_seed)
+
+
+def _summary(err: BaseException) -> str:
+    """The last line of an error (a remote error's own message comes after Ray's traceback)."""
+    lines = [ln.strip() for ln in str(err).splitlines() if ln.strip()]
+    return lines[-1] if lines else type(err).__name__
+
+
+class RayExecutor:
+    """Rounds spread over a pool of Ray actors, each given the next round as soon as it is free.
+
+    Outside a `with` block the pool lives for one `compute` call; inside, for the whole block (what a caller
+    running several batches of rounds wants: each worker loads the model once). A local Ray instance this
+    executor started is shut down with the pool.
+    """
+
+    kind = "ray"
+
+    def __init__(self, cfg, recipe: WorkerRecipe, ray_module=None):
+        self.cfg = cfg
+        self.recipe = recipe
+        if ray_module is None:
+            ray_module = _import_ray()
+        self.ray = ray_module
+        self.actors: list = []
+        self.workers_info: list[dict] = []
+        self._started_ray = False
+        self._held = False
+
+    # -- the pool ---------------------------------------------------------------------------------
+    def _connect(self) -> None:
+        ray = self.ray
+        if ray.is_initialized():
+            return
+        kwargs = dict(include_dashboard=False, log_to_driver=False)
+        if self.cfg.address is None:
+            ray.init(**kwargs)
+        else:
+            try:
+                ray.init(address=self.cfg.address, **kwargs)
+            except (ConnectionError, RuntimeError) as err:
+                raise UserError(f"executor.address: cannot connect to the Ray cluster at {self.cfg.address!r} "
+                                f"({_summary(err)})") from None
+        self._started_ray = True
+
+    def num_gpus(self) -> float:
+        """GPUs each worker reserves: `auto` is one whole GPU when the cluster has any (and the model may use it)."""
+        want = self.cfg.num_gpus_per_worker
+        device = self.recipe.spec.model.device
+        have = self.ray.cluster_resources().get("GPU", 0)
+        if want == "auto":
+            want = 0.0 if device == "cpu" or have < 1 else 1.0
+        if device == "cuda" and want == 0:
+            raise UserError("executor.num_gpus_per_worker: model.device is cuda but the Ray cluster has no GPU "
+                            "for the workers")
+        return float(want)
+
+    def _check_fits(self, gpus: float) -> None:
+        total = self.ray.cluster_resources()
+        n = self.cfg.workers
+        problems = []
+        for name, per, key in (("CPU", self.cfg.num_cpus_per_worker, "num_cpus_per_worker"),
+                               ("GPU", gpus, "num_gpus_per_worker")):
+            need, have = n * per, total.get(name, 0)
+            if per and need > have + 1e-9:
+                problems.append(f"executor.workers: {n} workers x {per:g} {name} (executor.{key}) need {need:g} "
+                                f"{name}s but the Ray cluster has {have:g}")
+        if problems and self._started_ray and self.cfg.address is None:
+            raise UserError(problems)  # a local instance never grows: the actors would wait forever
+        for p in problems:  # a cluster may be autoscaling: say so, and wait
+            print(f"warning: {p}; waiting for the cluster to grow", file=sys.stderr)
+
+    def start(self) -> None:
+        """Start the workers and wait until each has loaded the model."""
+        if self.actors:
+            return
+        ray = self.ray
+        self._connect()
+        gpus = self.num_gpus()
+        self._check_fits(gpus)
+        actor_cls = ray.remote(RoundWorker).options(
+            num_cpus=self.cfg.num_cpus_per_worker, num_gpus=gpus,
+            max_restarts=self.cfg.max_retries, max_task_retries=self.cfg.max_retries,
+        )
+        self.actors = [actor_cls.remote(self.recipe, self.cfg.threads_per_worker) for _ in range(self.cfg.workers)]
+        try:
+            self.workers_info = ray.get([a.ready.remote() for a in self.actors])
+        except Exception as err:
+            self.close()
+            cause = getattr(err, "cause", None)
+            if isinstance(cause, UserError):  # e.g. the model folder does not load: the stage's own message
+                raise cause from None
+            raise WorkerLost(f"executor: a Ray worker failed to load the model: {_summary(err)}") from err
+
+    def close(self) -> None:
+        for a in self.actors:
+            try:
+                self.ray.kill(a)
+            except Exception:  # already dead
+                pass
+        self.actors = []
+        if self._started_ray:
+            self.ray.shutdown()
+            self._started_ray = False
+
+    def __enter__(self):
+        self._held = True
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._held = False
+        self.close()
+
+    # -- rounds -----------------------------------------------------------------------------------
+    def compute(self, rounds: Sequence, engine, score_fn, cfg, spec_seed: int) -> Iterator[tuple[int, dict]]:
+        """(index, result) per round as the workers finish them; `engine`/`score_fn` are the driver's, unused."""
+        if not rounds:
+            return
+        ray = self.ray
+        from ray.exceptions import RayActorError, RayTaskError
+
+        self.start()
+        try:
+            todo = deque(range(len(rounds)))
+            idle = list(self.actors)
+            running: dict = {}  # ObjectRef -> round index
+            owner: dict = {}  # ObjectRef -> actor
+            while todo or running:
+                while todo and idle:
+                    actor, i = idle.pop(0), todo.popleft()
+                    ref = actor.compute.remote(rounds[i], cfg, spec_seed)
+                    running[ref], owner[ref] = i, actor
+                done, _ = ray.wait(list(running), num_returns=1)
+                for ref in done:
+                    i, actor = running.pop(ref), owner.pop(ref)
+                    try:
+                        result = ray.get(ref)
+                    except RayTaskError as err:  # the round raised: the very error it raises locally
+                        cause = getattr(err, "cause", None)
+                        raise (cause if isinstance(cause, Exception) else err) from None
+                    except RayActorError as err:
+                        rnd = rounds[i]
+                        raise WorkerLost(
+                            f"executor: the worker running round {rnd.condition}/{rnd.passage.id}/edit "
+                            f"{rnd.self_edit_index}/repeat {rnd.repeat} died more than executor.max_retries="
+                            f"{self.cfg.max_retries} times: {_summary(err)}") from None
+                    idle.append(actor)
+                    yield i, result
+        finally:
+            if not self._held:
+                self.close()
+
+
+def _import_ray():
+    try:
+        import ray
+    except ImportError:
+        raise UserError(RAY_MISSING) from None
+    return ray
+
+
+def make_executor(spec, *, model_dir, questions_file, policy_dir=None):
+    """The executor `spec.executor` asks for; the Ray one gets the recipe its workers rebuild the round kit from."""
+    ex = getattr(spec, "executor", None)
+    if ex is None or ex.kind == "local":
+        return LocalExecutor()
+    if ex.kind == "ray":
+        return RayExecutor(ex, WorkerRecipe.of(spec, model_dir, questions_file, policy_dir), _import_ray())
+    raise ValueError(f"unknown executor kind {ex.kind!r}")
+
+
+__all__ = ["KILL_FILE_ENV", "LocalExecutor", "RayExecutor", "RoundWorker", "WorkerLost", "WorkerRecipe",
+           "make_executor"]

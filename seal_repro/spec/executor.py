@@ -1,0 +1,69 @@
+"""Where inner-loop rounds run: in the stage's own process (local) or fanned out to Ray actors (ray).
+
+The executor decides how rounds are computed, never what they compute: no memo key, stage output or spec
+hash depends on it, so moving a run from a laptop to a cluster re-uses every round already done.
+"""
+
+import math
+import re
+from typing import Annotated, Literal, Union
+
+from pydantic import Field, PositiveInt, field_validator, model_validator
+
+from seal_repro.spec.base import Strict
+
+# `host:port` (a GCS address) or `ray://host:port` (Ray Client); `auto` finds the cluster this node belongs to.
+_ADDRESS = re.compile(r"^(ray://)?[A-Za-z0-9_.\-\[\]:]+:\d{1,5}$")
+
+
+class LocalExecutor(Strict):
+    """Every round in the stage's process, one after another (the default)."""
+
+    kind: Literal["local"] = "local"
+
+
+class RayExecutor(Strict):
+    """The memo-missing rounds are spread over `workers` Ray actors, each holding the model once."""
+
+    kind: Literal["ray"] = "ray"
+    workers: PositiveInt = Field(description="Ray actors; each loads the model once and runs rounds one at a time")
+    num_cpus_per_worker: float = Field(1.0, gt=0, description="Ray CPU resources each actor reserves")
+    num_gpus_per_worker: float | Literal["auto"] = Field(
+        "auto", description="Ray GPU resources each actor reserves; auto: one whole GPU when the cluster has GPUs "
+        "(and model.device is not cpu), else 0",
+    )
+    threads_per_worker: PositiveInt = Field(1, description="torch threads inside each actor")
+    address: str | None = Field(
+        None, description="None: start a local Ray instance; 'auto': join the cluster this node runs "
+        "(`ray start`); 'host:port' or 'ray://host:port': connect to that head node",
+    )
+    max_retries: int = Field(2, ge=0, le=100, description="times a dead worker is restarted and its round retried")
+
+    @field_validator("num_gpus_per_worker")
+    @classmethod
+    def _gpus(cls, v):
+        if v != "auto" and v < 0:
+            raise ValueError("must be >= 0 (or auto)")
+        return v
+
+    @field_validator("address")
+    @classmethod
+    def _address(cls, v):
+        if v is not None and v != "auto" and not _ADDRESS.match(v):
+            raise ValueError(f"{v!r} is not 'auto', 'host:port' or 'ray://host:port'")
+        return v
+
+    @model_validator(mode="after")
+    def _resources_agree(self):
+        gpus = self.num_gpus_per_worker
+        if gpus != "auto" and gpus > 1 and gpus != int(gpus):
+            raise ValueError(f"executor.num_gpus_per_worker is {gpus}: Ray gives a worker either a share of one GPU "
+                             "(<= 1) or a whole number of GPUs")
+        if self.threads_per_worker > math.ceil(self.num_cpus_per_worker):
+            raise ValueError(f"executor.threads_per_worker ({self.threads_per_worker}) is more than the "
+                             f"{self.num_cpus_per_worker:g} CPU(s) each worker reserves (num_cpus_per_worker): "
+                             "the workers would oversubscribe their cores")
+        return self
+
+
+ExecutorSpec = Annotated[Union[LocalExecutor, RayExecutor], Field(discriminator="kind")]

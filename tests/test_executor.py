@@ -1,0 +1,291 @@
+"""The executor spec and the Ray executor: same rounds, same results as the local executor; a worker that
+dies mid-round is replaced and its round retried; a spec asking for Ray without Ray installed fails cleanly.
+
+The Ray tests run a local two-CPU Ray instance with two one-thread workers on the tiny model.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from pydantic import ValidationError
+
+from seal_repro.data.records import Passage, Question
+from seal_repro.errors import UserError
+from seal_repro.executor import KILL_FILE_ENV, LocalExecutor, RayExecutor, WorkerRecipe, make_executor
+from seal_repro.knowledge.inner_loop import plan_rounds, run_rounds
+from seal_repro.memo import Memo
+from seal_repro.spec.executor import LocalExecutor as LocalExecutorSpec
+from seal_repro.spec.executor import RayExecutor as RayExecutorSpec
+from seal_repro.spec.experiment import ExperimentSpec
+from seal_repro.spec.loader import load_spec, spec_hash
+
+# ---- spec --------------------------------------------------------------------------------------------
+
+# (failing input, message, passing neighbour)
+RULES = [
+    ({"workers": 0}, "greater than 0", {"workers": 1}),
+    ({"workers": 2, "num_gpus_per_worker": 1.5}, "a share of one GPU", {"workers": 2, "num_gpus_per_worker": 2}),
+    ({"workers": 2, "num_gpus_per_worker": -1}, "must be >= 0", {"workers": 2, "num_gpus_per_worker": 0.5}),
+    ({"workers": 2, "threads_per_worker": 2}, "oversubscribe", {"workers": 2, "threads_per_worker": 2,
+                                                                "num_cpus_per_worker": 2}),
+    ({"workers": 2, "num_cpus_per_worker": 0}, "greater than 0", {"workers": 2, "num_cpus_per_worker": 0.5}),
+    ({"workers": 2, "address": "head-node"}, "is not 'auto', 'host:port' or 'ray://host:port'",
+     {"workers": 2, "address": "head-node:6379"}),
+    ({"workers": 2, "max_retries": -1}, "greater than or equal to 0", {"workers": 2, "max_retries": 0}),
+]
+
+
+@pytest.mark.parametrize("bad,message,good", RULES, ids=[r[1][:24] for r in RULES])
+def test_ray_executor_rule_raises(bad, message, good):
+    with pytest.raises(ValidationError, match=message):
+        RayExecutorSpec.model_validate(bad)
+
+
+@pytest.mark.parametrize("bad,message,good", RULES, ids=[r[1][:24] for r in RULES])
+def test_ray_executor_rule_passes(bad, message, good):
+    RayExecutorSpec.model_validate(good)
+
+
+def test_ray_executor_defaults_and_addresses():
+    ex = RayExecutorSpec(workers=3)
+    assert (ex.num_cpus_per_worker, ex.num_gpus_per_worker, ex.threads_per_worker, ex.address, ex.max_retries) == \
+        (1.0, "auto", 1, None, 2)
+    for address in ("auto", "10.0.0.1:6379", "ray://head.example.org:10001"):
+        assert RayExecutorSpec(workers=1, address=address).address == address
+
+
+def _spec_file(tmp_path: Path, executor: str) -> Path:
+    path = tmp_path / "spec.yaml"
+    path.write_text(f"domain: knowledge\nmodel: {{chat_template: false}}\n{executor}")
+    return path
+
+
+def test_experiment_spec_executor_defaults_to_local_and_is_left_out_of_the_hash(tmp_path):
+    local = load_spec(_spec_file(tmp_path, ""))
+    assert local.executor == LocalExecutorSpec()
+    ray = load_spec(_spec_file(tmp_path, "executor: {kind: ray, workers: 4, address: auto}\n"))
+    assert ray.executor == RayExecutorSpec(workers=4, address="auto")
+    assert spec_hash(ray) == spec_hash(local)  # how a run executes never splits its results
+    assert spec_hash(ray) != spec_hash(local.model_copy(update={"seed": 1}))
+
+
+def test_executor_settings_touch_no_stage_input(tmp_path, monkeypatch):
+    """resolve_spec writes executor.yaml beside the other sections; no DVC stage reads it, and no other section
+    file (nor the spec hash) changes with it, so editing it re-runs no stage that computes results."""
+    import argparse
+
+    import yaml
+
+    from conftest import REPO
+    from seal_repro.stages import resolve_spec
+
+    monkeypatch.chdir(tmp_path)
+    outs = {}
+    for name, text in (("local", ""), ("ray", "executor: {kind: ray, workers: 8, address: auto}\n")):
+        _spec_file(tmp_path, text).rename(tmp_path / f"{name}.yaml")
+        parser = argparse.ArgumentParser()
+        resolve_spec.add_args(parser)
+        resolve_spec.run(parser.parse_args(["--params", f"{name}.yaml", "--out", name]))
+        outs[name] = {f.name: f.read_text() for f in (tmp_path / name).iterdir()}
+    changed = {f for f in outs["local"] if outs["local"][f] != outs["ray"][f]}
+    assert changed == {"executor.yaml", "resolved.yaml"}
+    stages = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]
+    deps = [d for st in stages.values() for d in st.get("deps", [])]
+    assert deps and not [d for d in deps if "executor" in str(d)]
+
+
+@pytest.mark.parametrize("text,message", [
+    ("executor: {kind: dask}\n", "executor: unknown kind 'dask' (available: local, ray)"),
+    ("executor: {kind: ray}\n", "executor.workers: required key is missing"),
+    ("executor: {kind: local, workers: 2}\n", "executor.workers: unknown key"),
+    ("executor: {kind: ray, workers: 2, threads: 1}\n", "executor.threads: unknown key"),
+])
+def test_bad_executor_sections_name_their_key(tmp_path, text, message):
+    from seal_repro.errors import SpecError
+
+    with pytest.raises(SpecError) as err:
+        load_spec(_spec_file(tmp_path, text))
+    assert message in "\n".join(err.value.lines)
+
+
+def test_ray_missing_is_one_line_naming_executor_kind(monkeypatch, tmp_path):
+    monkeypatch.setitem(sys.modules, "ray", None)  # `import ray` now raises ImportError
+    spec = load_spec(_spec_file(tmp_path, "executor: {kind: ray, workers: 2}\n"))
+    with pytest.raises(UserError) as err:
+        make_executor(spec, model_dir=tmp_path, questions_file=tmp_path / "q.jsonl")
+    assert len(err.value.lines) == 1 and err.value.lines[0].startswith("executor.kind: ")
+    assert isinstance(make_executor(load_spec(_spec_file(tmp_path, "")), model_dir=tmp_path,
+                                    questions_file=tmp_path / "q.jsonl"), LocalExecutor)
+
+
+def test_domain_modules_do_not_import_ray():
+    code = ("import sys, seal_repro.executor, seal_repro.knowledge.inner_loop, seal_repro.stages.adapt_eval, "
+            "seal_repro.stages.rl_iter, seal_repro.stages.seal_eval; assert 'ray' not in sys.modules")
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+# ---- run_rounds with any executor ---------------------------------------------------------------------
+
+class _Reversed:
+    """Yields results last round first, as a pool of workers may finish them."""
+
+    def __init__(self):
+        self.seen = []
+
+    def compute(self, rounds, engine, score_fn, cfg, spec_seed):
+        self.seen.append([(r.passage.id, r.repeat) for r in rounds])
+        for i in reversed(range(len(rounds))):
+            yield i, {"seed": i, "train": None, "answers": [{"question_id": rounds[i].passage.id}]}
+
+
+def _passages(n: int) -> list[Passage]:
+    words = ["paris", "france", "river", "bridge", "town", "war"]
+    return [Passage(f"p{i}", f"passage {i}", f"the {words[i]} was built in 18{i}4 .",
+                    (Question(f"p{i}-q0", f"when was the {words[i]} built ?", f"18{i}4"),
+                     Question(f"p{i}-q1", f"what was built in 18{i}4 ?", words[i])))
+            for i in range(n)]
+
+
+def test_run_rounds_keeps_order_memoizes_and_computes_duplicates_once(tmp_path):
+    spec = ExperimentSpec.model_validate({"model": {"chat_template": False}, "evaluation": {"repeats": 2}})
+    ps = _passages(3)
+    rounds = plan_rounds("passage", ps, {}, spec)
+    rounds = rounds + rounds[:1]  # an identical round: computed once, counted as a memo hit
+    memo = Memo(tmp_path / "memo")
+    ex = _Reversed()
+    out = run_rounds(rounds, None, None, spec, "fp", memo, executor=ex)
+    assert [(r["passage_id"], r["repeat"]) for r in out] == [(r.passage.id, r.repeat) for r in rounds]
+    assert len(ex.seen[0]) == 6 and (memo.hits, memo.misses) == (1, 6)
+    again = run_rounds(rounds, None, None, spec, "fp", Memo(tmp_path / "memo"), executor=ex)
+    assert len(ex.seen) == 2 and ex.seen[1] == [] and again == out  # every round from the memo
+
+
+# ---- the Ray executor on the tiny model --------------------------------------------------------------
+
+TINY = {
+    "seed": 5,
+    "model": {"source": "local", "path": "MODEL", "chat_template": False, "device": "cpu"},
+    "inner_loop": {"lora": {"rank": 2, "alpha": 4, "target_modules": ["q_proj", "v_proj"]}, "epochs": 2, "lr": 0.01,
+                   "batch_size": 4},
+    "evaluation": {"max_new_tokens": 3, "repeats": 2, "answer_prompt": "question : {question} answer :"},
+    "executor": {"kind": "ray", "workers": 2, "threads_per_worker": 1, "num_cpus_per_worker": 1, "max_retries": 2},
+}
+
+
+@pytest.fixture(scope="module")
+def kill_file(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("fault") / "kill-next-round"
+
+
+@pytest.fixture(scope="module")
+def ray_cluster(kill_file):
+    ray = pytest.importorskip("ray")
+    import os
+
+    # Workers inherit the environment of the instance started here: the fault hook's file name goes with it.
+    old = os.environ.get(KILL_FILE_ENV)
+    os.environ[KILL_FILE_ENV] = str(kill_file)
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    yield ray
+    ray.shutdown()
+    if old is None:
+        os.environ.pop(KILL_FILE_ENV, None)
+    else:
+        os.environ[KILL_FILE_ENV] = old
+
+
+@pytest.fixture(scope="module")
+def kit(tiny_model_dir, tmp_path_factory):
+    """(spec, rounds, recipe, local results, (engine, score)): the local executor's answer every Ray run must equal."""
+    root = tmp_path_factory.mktemp("rounds")
+    spec = ExperimentSpec.model_validate({**TINY, "model": {**TINY["model"], "path": str(tiny_model_dir)}})
+    ps = _passages(2)
+    qfile = root / "questions.jsonl"
+    qfile.write_text("".join(json.dumps({"id": q.id, "passage_id": p.id, "question": q.question, "answer": q.answer,
+                                         "golds": list(q.golds)}) + "\n" for p in ps for q in p.questions))
+    rounds = plan_rounds("base", ps, {}, spec) + plan_rounds("passage", ps, {}, spec)  # 2 + 4 rounds
+    recipe = WorkerRecipe.of(spec, tiny_model_dir, qfile)
+    engine, score = recipe.build()
+    local = run_rounds(rounds, engine, score, spec, "fp", Memo(enabled=False))
+    return spec, rounds, recipe, local, (engine, score)
+
+
+def _same(records: list[dict]) -> list[dict]:
+    """Records without wall-clock times, the one thing two computations of a round may differ in."""
+    return [{**r, "train": r["train"] and {k: v for k, v in r["train"].items() if k != "seconds"}} for r in records]
+
+
+@pytest.fixture(scope="module")
+def pool(ray_cluster, kit):
+    spec, _, recipe, _, _ = kit
+    with RayExecutor(spec.executor, recipe, ray_cluster) as ex:
+        ex.start()
+        yield ex
+
+
+def test_ray_workers_give_the_local_results_in_round_order(pool, kit, tmp_path):
+    spec, rounds, _, local, _ = kit
+    assert len({w["pid"] for w in pool.workers_info}) == 2
+    memo = Memo(tmp_path / "memo")
+    out = run_rounds(rounds, None, None, spec, "fp", memo, executor=pool)
+    assert _same(out) == _same(local)
+    assert memo.misses == len(rounds) and len(list((tmp_path / "memo").rglob("*.json"))) == len(rounds)
+
+
+def test_a_worker_that_dies_is_replaced_and_its_round_retried(pool, kit, kill_file):
+    spec, rounds, _, local, _ = kit
+    before = {w["pid"] for w in pool.workers_info}
+    kill_file.touch()  # the next round any worker starts kills that worker's process
+    out = run_rounds(rounds, None, None, spec, "fp", Memo(enabled=False), executor=pool)
+    assert not kill_file.exists(), "no worker ran the fault hook"
+    assert _same(out) == _same(local)
+    after = {info["pid"] for info in pool.ray.get([a.ready.remote() for a in pool.actors])}
+    assert len(after) == 2 and len(after - before) == 1  # one worker was restarted in a new process
+
+
+def test_a_round_that_fails_on_a_worker_raises_as_it_would_locally(pool, kit):
+    spec, rounds, _, _, (engine, score) = kit
+    frozen = spec.model_copy(update={"inner_loop": spec.inner_loop.model_copy(update={"lr": 0.0})})
+    with pytest.raises(Exception) as here:  # lr 0: training has no effect, which a round refuses
+        run_rounds(rounds[2:], engine, score, frozen, "fp", Memo(enabled=False))
+    with pytest.raises(type(here.value)) as there:
+        run_rounds(rounds[2:], None, None, frozen, "fp", Memo(enabled=False), executor=pool)
+    assert str(there.value) == str(here.value) and "unchanged" in str(here.value)
+
+
+# ---- `seal-repro bench ray` ----------------------------------------------------------------------------
+
+def _bench(*args: str) -> int:
+    import argparse
+
+    from seal_repro.bench import ray_scaling
+
+    parser = argparse.ArgumentParser()
+    ray_scaling.register(parser.add_subparsers())
+    ns = parser.parse_args(["ray", *args])
+    return ns.func(ns)
+
+
+def test_bench_ray_needs_a_prepared_model_folder(tmp_path):
+    pytest.importorskip("ray")
+    with pytest.raises(UserError, match="--model-dir: .* is not a prepared model folder"):
+        _bench("--model-dir", str(tmp_path))
+
+
+@pytest.mark.slow
+def test_bench_ray_prints_the_speedup_last(tiny_model_dir, tmp_path, capsys):
+    pytest.importorskip("ray")
+    spec = tmp_path / "tiny.yaml"
+    spec.write_text(f"domain: knowledge\nmodel: {{source: local, path: {tiny_model_dir}, chat_template: false}}\n"
+                    "inner_loop: {lora: {rank: 2, alpha: 4, target_modules: [q_proj, v_proj]}, epochs: 1}\n"
+                    "evaluation: {max_new_tokens: 3}\n")
+    assert _bench("--spec", str(spec), "--model-dir", str(tiny_model_dir)) == 0
+    lines = capsys.readouterr().out.splitlines()
+    values = dict(line.split("=", 1) for line in lines)
+    assert values["results_identical"] == "true" and values["rounds"] == "4"
+    assert lines[-1].startswith("ray_speedup_2_vs_1_workers=") and float(values["ray_speedup_2_vs_1_workers"]) > 0

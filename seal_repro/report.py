@@ -9,6 +9,29 @@ from seal_repro.paper import CONDITION_LABELS
 from seal_repro.stats import AccuracyCI, accuracy_ci
 
 
+def pyplot():
+    """matplotlib's pyplot on the file-only Agg backend, imported on first use (stages without figures skip it)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def save_figure(fig, ax, title: str, path: Path) -> None:
+    """Title, legend, layout and PNG for every figure of both domains' reports (one look, one place)."""
+    import matplotlib.pyplot as plt
+
+    ax.set_title(title, fontsize=10)
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
 def per_passage(records: list[dict]) -> tuple[list[str], list[list[float | None]]]:
     """Correctness grouped by passage (over questions × self-edits × repeats), passages in first-seen order."""
     groups: dict[str, list] = defaultdict(list)
@@ -88,10 +111,7 @@ def markdown_table(title: str, cis: dict[str, AccuracyCI], paper: dict[str, floa
 
 
 def bar_chart(path: Path, cis: dict[str, AccuracyCI], paper: dict[str, float], title: str) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     conds = list(cis)
     x = range(len(conds))
@@ -103,12 +123,7 @@ def bar_chart(path: Path, cis: dict[str, AccuracyCI], paper: dict[str, float], t
     ax.bar([i + 0.2 for i in x], pap, width=0.4, alpha=0.5, label="paper")
     ax.set_xticks(list(x), [CONDITION_LABELS.get(c, c).replace(" + ", "\n+ ") for c in conds], fontsize=8)
     ax.set_ylabel("accuracy (%)")
-    ax.set_title(title, fontsize=10)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    save_figure(fig, ax, title, path)
 
 
 # -- SEAL, CPT and continual results (stages rl_iter, seal_eval, cpt, continual) ------------------------------
@@ -192,10 +207,7 @@ def rl_markdown(iterations: dict[int, dict], curve: dict[int, AccuracyCI], paper
 
 
 def iteration_curve(path: Path, curve: dict[int, AccuracyCI], paper_curve: dict[int, float], title: str) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     ks = sorted(curve)
     fig, ax = plt.subplots(figsize=(5.5, 4))
@@ -207,12 +219,7 @@ def iteration_curve(path: Path, curve: dict[int, AccuracyCI], paper_curve: dict[
     ax.set_xticks(sorted(set(ks) | set(pk)))
     ax.set_xlabel("ReST-EM iteration (0 = base model's self-edits)")
     ax.set_ylabel("accuracy (%)")
-    ax.set_title(title, fontsize=10)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    save_figure(fig, ax, title, path)
 
 
 def cpt_markdown(cis: dict[str, AccuracyCI], paper: dict[str, float], summary: dict) -> list[str]:
@@ -248,10 +255,7 @@ def continual_markdown(summary: dict) -> list[str]:
 
 
 def retention_heatmap(path: Path, matrix: list[list[float | None]], title: str) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
     import numpy as np
 
     m = np.array([[np.nan if x is None else 100 * x for x in row] for row in matrix], dtype=float)
@@ -267,19 +271,12 @@ def retention_heatmap(path: Path, matrix: list[list[float | None]], title: str) 
     ax.set_yticks(range(k + 1), ["none"] + [str(r) for r in range(1, k + 1)])
     ax.set_xlabel("passage (in editing order)")
     ax.set_ylabel("after edit")
-    ax.set_title(title, fontsize=10)
     fig.colorbar(im, ax=ax, label="accuracy (%)")
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    save_figure(fig, ax, title, path)
 
 
 def forgetting_figure(path: Path, summary: dict, title: str) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
     from matplotlib.ticker import MaxNLocator
 
     fig, ax = plt.subplots(figsize=(5.5, 4))
@@ -292,9 +289,4 @@ def forgetting_figure(path: Path, summary: dict, title: str) -> None:
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlabel("edits (since learned / total)")
     ax.set_ylabel("mean accuracy drop (points)")
-    ax.set_title(title, fontsize=10)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    save_figure(fig, ax, title, path)

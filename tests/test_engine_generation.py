@@ -9,7 +9,7 @@ import pytest
 import torch
 
 import seal_repro.engine as engine_mod
-from seal_repro.engine import LoraEngine, TrainConfig, TrainExample, _cut_is_final, generate
+from seal_repro.engine import LoraEngine, TrainConfig, TrainExample, _cut_is_final
 from seal_repro.models import load
 from seal_repro.spec.inner_loop import LoraSpec
 from seal_repro.spec.model import ModelSpec

@@ -43,3 +43,13 @@ class SpecProblems(ValueError):
 
 class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)
+
+
+def unique_items(v: tuple, what: str = "listed twice", allow_empty: bool = True) -> tuple:
+    """Field-validator body shared by every list-valued spec key whose entries must be distinct."""
+    if not v and not allow_empty:
+        raise ValueError("name at least one condition")
+    dup = sorted({x for x in v if v.count(x) > 1})
+    if dup:
+        raise ValueError(f"{what}: {', '.join(dup)}")
+    return v

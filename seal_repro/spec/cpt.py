@@ -9,7 +9,7 @@ from typing import Literal
 
 from pydantic import Field, NonNegativeInt, PositiveInt, field_validator, model_validator
 
-from seal_repro.spec.base import Strict
+from seal_repro.spec.base import Strict, unique_items
 from seal_repro.spec.inner_loop import LoraSpec
 
 CPTCondition = Literal["base", "passage", "base_synthetic", "teacher_synthetic", "seal"]
@@ -38,12 +38,7 @@ class CPTSpec(Strict):
     @field_validator("conditions")
     @classmethod
     def _unique(cls, v):
-        if not v:
-            raise ValueError("name at least one condition")
-        dup = sorted({c for c in v if v.count(c) > 1})
-        if dup:
-            raise ValueError(f"listed twice: {', '.join(dup)}")
-        return v
+        return unique_items(v, allow_empty=False)
 
     @model_validator(mode="after")
     def _lora_only_for_lora(self):

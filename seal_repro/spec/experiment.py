@@ -4,7 +4,7 @@ from typing import Literal
 
 from pydantic import Field, NonNegativeInt, field_validator, model_validator
 
-from seal_repro.spec.base import SpecProblems, Strict
+from seal_repro.spec.base import SpecProblems, Strict, unique_items
 from seal_repro.spec.continual import ContinualSpec
 from seal_repro.spec.cpt import CPTSpec
 from seal_repro.spec.data import DataSpec
@@ -40,12 +40,7 @@ class ExperimentSpec(Strict):
     @field_validator("conditions")
     @classmethod
     def _unique(cls, v):
-        if not v:
-            raise ValueError("name at least one condition")
-        dup = sorted({c for c in v if v.count(c) > 1})
-        if dup:
-            raise ValueError(f"listed twice: {', '.join(dup)}")
-        return v
+        return unique_items(v, allow_empty=False)
 
     @model_validator(mode="after")
     def _sections_agree(self):

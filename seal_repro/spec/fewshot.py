@@ -21,7 +21,7 @@ from seal_repro.fewshot.self_edit import (
     SelfEdit,
     TrainingChoice,
 )
-from seal_repro.spec.base import SpecPath, Strict
+from seal_repro.spec.base import SpecPath, Strict, unique_items
 from seal_repro.spec.inner_loop import LoraSpec
 from seal_repro.spec.model import ModelSpec
 from seal_repro.spec.self_edit import SamplingSpec
@@ -29,13 +29,6 @@ from seal_repro.spec.self_edit import SamplingSpec
 FewShotCondition = Literal["icl", "ttt_no_rl", "seal", "oracle_ttt"]
 ALL_FEWSHOT_CONDITIONS: tuple[FewShotCondition, ...] = ("icl", "ttt_no_rl", "seal", "oracle_ttt")
 _TASK_ID = re.compile(r"^[0-9a-f]{8}$")
-
-
-def _unique(v: tuple, what: str = "listed twice") -> tuple:
-    dup = sorted({x for x in v if v.count(x) > 1})
-    if dup:
-        raise ValueError(f"{what}: {', '.join(dup)}")
-    return v
 
 
 class TaskSelectionSpec(Strict):
@@ -63,7 +56,7 @@ class TaskSelectionSpec(Strict):
         bad = [i for i in v if not _TASK_ID.match(i)]
         if bad:
             raise ValueError(f"not 8-hex-digit ARC task ids: {', '.join(bad)}")
-        return _unique(v)
+        return unique_items(v)
 
     @model_validator(mode="after")
     def _one_way(self):
@@ -182,7 +175,7 @@ class FewShotEvaluationSpec(Strict):
     @field_validator("vote_families")
     @classmethod
     def _unique_families(cls, v):
-        return _unique(v)
+        return unique_items(v)
 
 
 class FewShotSpec(Strict):
@@ -204,4 +197,4 @@ class FewShotSpec(Strict):
     def _conditions(cls, v):
         if not v:
             raise ValueError("name at least one condition")
-        return _unique(v)
+        return unique_items(v)

@@ -44,3 +44,14 @@ def set_threads() -> None:
 
     n = int(os.environ.get("SEAL_REPRO_THREADS", "0")) or os.cpu_count() or 1
     torch.set_num_threads(n)
+
+
+def write_skipped(out: Path, reason: str, summary: dict | None = None, jsonl: tuple[str, ...] = ("records.jsonl",)) -> None:
+    """The marker a stage leaves when the spec does not ask for it: empty record files and a summary saying so,
+    so downstream stages and DVC see the same outputs whether or not the stage ran."""
+    from seal_repro.io import write_json, write_jsonl
+
+    for name in jsonl:
+        write_jsonl(Path(out) / name, [])
+    write_json(Path(out) / "summary.json", {**(summary or {}), "skipped": True})
+    print(f"{reason}, skipped")

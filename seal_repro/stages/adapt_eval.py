@@ -19,7 +19,7 @@ from seal_repro.knowledge.inner_loop import compute_round, plan_rounds, run_roun
 from seal_repro.lmeval_glue import QAScorer
 from seal_repro.memo import Memo, fingerprint_model_dir
 from seal_repro.spec.experiment import ALL_CONDITIONS
-from seal_repro.stages._common import load_resolved, set_threads, stage_main
+from seal_repro.stages._common import load_resolved, set_threads, stage_main, write_skipped
 
 
 def add_args(p):
@@ -61,10 +61,8 @@ def run(args):
     spec = load_resolved(args.spec_dir)
     out = Path(args.out)
     if args.condition not in spec.conditions:
-        write_jsonl(out / "records.jsonl", [])
-        write_jsonl(out / "rounds.jsonl", [])
-        write_json(out / "summary.json", {"condition": args.condition, "skipped": True})
-        print(f"{args.condition}: not in spec.conditions, skipped")
+        write_skipped(out, f"{args.condition}: not in spec.conditions", {"condition": args.condition},
+                      ("records.jsonl", "rounds.jsonl"))
         return
     data = Path(args.data)
     passages = {d["id"]: Passage.from_dict(d) for d in read_jsonl(data / "passages.jsonl")}

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from seal_repro.data.records import Passage
 from seal_repro.io import read_jsonl, write_json, write_jsonl
-from seal_repro.stages._common import load_resolved, set_threads, stage_main
+from seal_repro.stages._common import load_resolved, set_threads, stage_main, write_skipped
 
 EDIT_SEED_STRIDE = 1_000_003  # sequence s, step t samples with seed offset 200_000 + s * stride + t
 
@@ -30,10 +30,7 @@ def run(args):
     spec = load_resolved(args.spec_dir)
     out = Path(args.out)
     if spec.continual is None:
-        write_jsonl(out / "records.jsonl", [])
-        write_jsonl(out / "self_edits.jsonl", [])
-        write_json(out / "summary.json", {"skipped": True})
-        print("continual: no continual section in the spec, skipped")
+        write_skipped(out, "continual: no continual section in the spec", jsonl=("records.jsonl", "self_edits.jsonl"))
         return
     set_threads()
     from seal_repro.knowledge import continual as C

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from seal_repro.data.records import Passage
 from seal_repro.io import read_jsonl, write_json, write_jsonl
-from seal_repro.stages._common import load_resolved, set_threads, stage_main
+from seal_repro.stages._common import load_resolved, set_threads, stage_main, write_skipped
 
 
 def add_args(p):
@@ -35,9 +35,7 @@ def run(args):
     spec = load_resolved(args.spec_dir)
     out = Path(args.out)
     if spec.cpt is None:
-        write_jsonl(out / "records.jsonl", [])
-        write_json(out / "summary.json", {"skipped": True})
-        print("cpt: no cpt section in the spec, skipped")
+        write_skipped(out, "cpt: no cpt section in the spec")
         return
     set_threads()
     from seal_repro import models

@@ -15,7 +15,7 @@ from seal_repro.fewshot.inner_loop import plan_rounds, run_rounds
 from seal_repro.io import write_json, write_jsonl
 from seal_repro.memo import Memo, fingerprint_model_dir
 from seal_repro.spec.fewshot import ALL_FEWSHOT_CONDITIONS
-from seal_repro.stages._common import load_resolved, set_threads, stage_main
+from seal_repro.stages._common import load_resolved, set_threads, stage_main, write_skipped
 from seal_repro.stages._fewshot import PROMPTS, ArcPredictor, read_self_edits, read_tasks
 
 NEEDS_SELF_EDITS = ("ttt_no_rl", "seal")
@@ -38,9 +38,7 @@ def run(args):
     spec = load_resolved(args.spec_dir)
     out = Path(args.out)
     if args.condition not in spec.conditions:
-        write_jsonl(out / "records.jsonl", [])
-        write_json(out / "summary.json", {"condition": args.condition, "skipped": True})
-        print(f"{args.condition}: not in spec.conditions, skipped")
+        write_skipped(out, f"{args.condition}: not in spec.conditions", {"condition": args.condition})
         return
     tasks = read_tasks(args.tasks, "eval")
     edits = read_self_edits(args.self_edits) if args.condition in NEEDS_SELF_EDITS else {}

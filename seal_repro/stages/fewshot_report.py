@@ -14,6 +14,7 @@ from pathlib import Path
 from seal_repro import paper, provenance
 from seal_repro.io import atomic_write_text, read_json, read_jsonl, write_json, write_jsonl
 from seal_repro.paper import CONDITION_LABELS
+from seal_repro.report import pyplot, save_figure
 from seal_repro.spec import spec_hash
 from seal_repro.stages._common import load_resolved, stage_main
 from seal_repro.stats import AccuracyCI, accuracy_ci
@@ -66,10 +67,7 @@ def markdown_table(cis: dict[str, AccuracyCI], metrics: dict, notes: list[str]) 
 
 
 def bar_chart(path: Path, cis: dict[str, AccuracyCI], title: str) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     conds = list(cis)
     x = list(range(len(conds)))
@@ -83,12 +81,7 @@ def bar_chart(path: Path, cis: dict[str, AccuracyCI], title: str) -> None:
     ax.set_xticks(x, [CONDITION_LABELS.get(c, c).replace(" + ", "\n+ ") for c in conds], fontsize=8)
     ax.set_ylabel("success rate (%)")
     ax.set_ylim(0, 105)
-    ax.set_title(title, fontsize=10)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    save_figure(fig, ax, title, path)
 
 
 def rl_metrics(summary: dict) -> dict:

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from seal_repro.data.records import Passage
 from seal_repro.io import read_json, read_jsonl, write_json, write_jsonl
-from seal_repro.stages._common import load_resolved, set_threads, stage_main
+from seal_repro.stages._common import load_resolved, set_threads, stage_main, write_skipped
 
 
 def add_args(p):
@@ -31,10 +31,8 @@ def run(args):
     info = read_json(policy / "summary.json")
     condition = f"seal_iter{info['iteration']}"
     if not info.get("active"):
-        for name in ("self_edits.jsonl", "records.jsonl", "rounds.jsonl"):
-            write_jsonl(out / name, [])
-        write_json(out / "summary.json", {"condition": condition, "iteration": info["iteration"], "skipped": True})
-        print(f"{condition}: beyond rl.iterations, skipped")
+        write_skipped(out, f"{condition}: beyond rl.iterations", {"condition": condition, "iteration": info["iteration"]},
+                      ("self_edits.jsonl", "records.jsonl", "rounds.jsonl"))
         return
     set_threads()
     from seal_repro.engine import LoraEngine

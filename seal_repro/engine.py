@@ -129,8 +129,11 @@ class LoraEngine:
             return stats
         t0 = time.perf_counter()
         encoded = [self._encode(ex, cfg) for ex in examples]
-        batches_per_epoch = math.ceil(len(encoded) / cfg.batch_size)
-        total = math.ceil(batches_per_epoch * cfg.epochs / cfg.grad_accum)
+        gen = torch.Generator().manual_seed(seed)
+        # The whole schedule up front: the step count (for the lr schedule) follows from the batches drawn.
+        plan = [_length_grouped_batches(encoded, cfg.batch_size, gen, bound_padding=not cfg.pad_to_max_len)
+                for _ in range(cfg.epochs)]
+        total = math.ceil(sum(len(epoch) for epoch in plan) / cfg.grad_accum)
         if cfg.max_steps is not None:
             total = min(total, cfg.max_steps)
         # The fused AdamW kernel: one pass over every adapter tensor instead of a Python loop over the 2 x
@@ -138,13 +141,12 @@ class LoraEngine:
         fused = self.device.type in ("cpu", "cuda")
         opt = torch.optim.AdamW(self.trainable, lr=cfg.lr, weight_decay=cfg.weight_decay, fused=fused)
         sched = get_scheduler(cfg.lr_schedule, opt, num_warmup_steps=cfg.warmup_steps, num_training_steps=total)
-        gen = torch.Generator().manual_seed(seed)
         self.peft_model.train()
         micro = 0
         losses: list[torch.Tensor] = []  # read once at the end: a per-step float() would sync the GPU every step
         try:
-            for _epoch in range(cfg.epochs):
-                for idx in _length_grouped_batches(encoded, cfg.batch_size, gen):
+            for epoch in plan:
+                for idx in epoch:
                     batch = [encoded[i] for i in idx]
                     ids, att, labels, real = self._collate(batch, cfg)
                     out = self.peft_model(input_ids=ids, attention_mask=att, labels=labels)
@@ -195,11 +197,16 @@ class LoraEngine:
         self.peft_model.save_pretrained(str(path))
 
 
-def _length_grouped_batches(encoded, batch_size: int, gen: torch.Generator) -> list[list[int]]:
+def _length_grouped_batches(encoded, batch_size: int, gen: torch.Generator,
+                            bound_padding: bool = True) -> list[list[int]]:
     """Shuffled batches of similar-length sequences (padding is wasted compute on a CPU).
 
-    Shuffle, cut into mega-batches of 8 batches, sort each mega-batch by length, cut into batches, then
-    shuffle the batch order — random across epochs, little padding within a batch.
+    Shuffle, cut into mega-batches of 8 batches, sort each mega-batch by length, cut into batches of at most
+    `batch_size`, then shuffle the batch order — random across epochs, little padding within a batch. With
+    `bound_padding` a batch also closes early rather than let padding exceed its real tokens: a self-edit's
+    short lines and the long passage appended to them would otherwise share a batch padded to the passage,
+    more than half of it padding (measured on the default spec). Packing would waste nothing, but needs a
+    block-diagonal attention mask that not every attention kernel takes; this bound keeps plain padding.
     """
     order = torch.randperm(len(encoded), generator=gen).tolist()
     if batch_size == 1:
@@ -208,7 +215,17 @@ def _length_grouped_batches(encoded, batch_size: int, gen: torch.Generator) -> l
     batches = []
     for m in range(0, len(order), mega):
         chunk = sorted(order[m : m + mega], key=lambda i: len(encoded[i][0]))
-        batches += [chunk[b : b + batch_size] for b in range(0, len(chunk), batch_size)]
+        current: list[int] = []
+        real = 0
+        for i in chunk:
+            n = len(encoded[i][0])  # ascending, so n is the width the batch would pad to
+            if current and (len(current) == batch_size or (bound_padding and n * (len(current) + 1) > 2 * (real + n))):
+                batches.append(current)
+                current, real = [], 0
+            current.append(i)
+            real += n
+        if current:
+            batches.append(current)
     perm = torch.randperm(len(batches), generator=gen).tolist()
     return [batches[i] for i in perm]
 

@@ -91,3 +91,20 @@ def test_batched_greedy_generation_matches_one_at_a_time(engine):
 def test_generate_stop_strings_cut(engine):
     out = generate(engine.base_model, engine.tokenizer, ["the town"], max_new_tokens=8, stop=("town", "the", "a"))
     assert all(s not in out[0] for s in ("town",)) or out[0] == ""
+
+
+def test_batches_never_pad_more_than_their_real_tokens():
+    import torch
+
+    from seal_repro.engine import _length_grouped_batches
+
+    lengths = [12, 15, 14, 13, 140, 11, 16, 30]  # a self-edit's short lines and the passage appended to them
+    encoded = [([0] * n, [0] * n) for n in lengths]
+    batches = _length_grouped_batches(encoded, 4, torch.Generator().manual_seed(0))
+    assert sorted(i for b in batches for i in b) == list(range(len(lengths)))  # every sequence once
+    for b in batches:
+        width, real = max(lengths[i] for i in b), sum(lengths[i] for i in b)
+        assert len(b) <= 4 and width * len(b) <= 2 * real
+    assert [4] in batches  # the passage trains alone, not padded against with 3 short lines
+    plain = _length_grouped_batches(encoded, 4, torch.Generator().manual_seed(0), bound_padding=False)
+    assert sorted(map(len, plain)) == [4, 4]  # the reference-compatible mode keeps fixed-size batches

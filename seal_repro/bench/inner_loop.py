@@ -13,8 +13,9 @@ the same prompt and token budget, and are graded by the spec's grader — in one
 
 Output, one `name=value` per line on stdout (logs go to stderr), the last line always
 `inner_loop_speedup_vs_reference`:
-  device, dtype, condition, n_rounds, epochs   what ran (condition: the training sequences — the passage alone,
-                                               or the teacher self-edit's lines plus the passage)
+  device, dtype, condition, n_rounds,  what ran (condition: the training sequences — the passage alone, or
+  sequences_per_round, self_edit_lines, the teacher self-edit's lines plus the passage)
+  epochs
   engine_answers                      how the engine round answered: lm-eval or generate
   n_params                            N, the base model's parameters (a tied embedding counted once)
   engine_setup_seconds                one-off: wrapping the model + loading the lm-eval task (not in rounds)
@@ -34,17 +35,18 @@ Output, one `name=value` per line on stdout (logs go to stderr), the last line a
                                       step and a 2048^3 square product; matmul_best_shape says which won
   matmul_square_2048_flops_per_s      the 2048^3 product alone
   train_flops_fraction_of_matmul      engine_train_flops_per_s / matmul_flops_per_s
-  generation_batch_size               prompts per batch in the batched run (the spec's evaluation.batch_size,
-                                      or fewer when there are fewer questions)
-  batched_generation_tokens_per_s     engine.generate on every benchmark question at once (greedy)
+  generation_batch_size               prompts per batch in the batched run: the spec's evaluation.batch_size
+                                      questions of its passages (fewer when there are fewer questions)
+  batched_generation_tokens_per_s     engine.generate on those prompts at once (greedy)
   sequential_generation_tokens_per_s  engine.generate on the same questions one at a time
   batched_vs_sequential_generation    the ratio of the two (tokens = the decoded answers, re-tokenized)
   peak_memory_mb, peak_gpu_memory_mb  the process's peak RSS; torch's peak allocated GPU memory (0 on CPU)
   inner_loop_speedup_vs_reference     reference_round_seconds / engine_round_seconds
 
---quick: 2 rounds of the `passage` condition with 3 epochs (minutes on 2 CPU cores); without it every
-round of the teacher_synthetic condition with the spec's epochs (hours on a CPU: meant for a GPU).
-Explicit --rounds/--epochs/--condition override either. Both implementations always get the same settings.
+--quick: 1 round of the teacher_synthetic condition — the shape of every SEAL round, self-edit lines plus the
+passage — with the self-edit cut to its first 3 lines and 2 epochs (minutes on 2 CPU cores); without it every
+round of the teacher_synthetic condition, whole self-edits, the spec's epochs (hours on a CPU: meant for a GPU).
+Explicit --rounds/--epochs/--condition/--self-edit-lines override either. Both implementations always get the same settings.
 """
 
 from __future__ import annotations
@@ -61,7 +63,9 @@ from seal_repro.errors import UserError
 DEFAULT_SPEC = "specs/knowledge/default.yaml"
 DEFAULT_MODEL_DIR = Path("build/models/knowledge")
 CONDITIONS = ("passage", "teacher_synthetic")
-QUICK = {"rounds": 2, "epochs": 3, "condition": "passage"}
+# --quick: one SEAL-shaped round (self-edit lines + the passage, as every RL round is) kept small enough for
+# minutes on 2 CPU cores: the teacher self-edit cut to its first 3 lines, 2 epochs.
+QUICK = {"rounds": 1, "epochs": 2, "condition": "teacher_synthetic", "self_edit_lines": 3}
 ANSWERS = ("lm-eval", "generate")
 SQUARE = 2048
 
@@ -74,6 +78,7 @@ class BenchSettings:
     device: str | None = None  # None: the spec's model.device
     dtype: str | None = None  # None: the spec's model.dtype; "auto": bfloat16 on a CUDA GPU that has it
     answers: str = "lm-eval"  # how the engine round answers: the stages' lm-eval scorer, or engine.generate
+    self_edit_lines: int | None = None  # keep only the first N lines of each self-edit (None: all of them)
 
 
 def register(subparsers) -> None:
@@ -86,12 +91,15 @@ def register(subparsers) -> None:
     p.add_argument("--model-dir", default=None, help="a prepared model folder (as the prepare_model stage writes); "
                    f"default: {DEFAULT_MODEL_DIR} for the embedded model, prepared there first if absent")
     p.add_argument("--quick", action="store_true",
-                   help="2 rounds of the passage condition, 3 epochs: about 5 minutes on 2 CPU cores")
+                   help="1 round of teacher_synthetic with the self-edit cut to 3 lines, 2 epochs: about 5 "
+                        "minutes on 2 CPU cores")
     p.add_argument("--rounds", type=int, default=None, metavar="N", help="time the first N rounds (passages)")
     p.add_argument("--epochs", type=int, default=None, metavar="N", help="override inner_loop.epochs for both")
+    p.add_argument("--self-edit-lines", type=int, default=None, metavar="N",
+                   help="keep the first N lines of each self-edit (both implementations; default all, 3 with --quick)")
     p.add_argument("--condition", choices=CONDITIONS, default=None,
                    help="training sequences: the passage alone, or the teacher self-edit + passage "
-                        "(default teacher_synthetic; passage with --quick)")
+                        "(default teacher_synthetic)")
     p.add_argument("--answers", choices=ANSWERS, default="lm-eval",
                    help="how the engine round answers: lm-eval in-process, as the adapt_eval stage does (default), "
                         "or the engine's own batched generate")
@@ -104,15 +112,16 @@ def register(subparsers) -> None:
 
 
 def settings_from_args(args) -> BenchSettings:
-    for flag in ("rounds", "epochs"):
+    for flag in ("rounds", "epochs", "self_edit_lines"):
         value = getattr(args, flag)
         if value is not None and value < 1:
-            raise UserError(f"--{flag}: must be at least 1 (got {value})")
+            raise UserError(f"--{flag.replace('_', '-')}: must be at least 1 (got {value})")
     quick = QUICK if args.quick else {}
     return BenchSettings(
         condition=args.condition or quick.get("condition", "teacher_synthetic"),
         rounds=args.rounds or quick.get("rounds"), epochs=args.epochs or quick.get("epochs"),
         device=args.device, dtype=args.dtype, answers=args.answers,
+        self_edit_lines=args.self_edit_lines or quick.get("self_edit_lines"),
     )
 
 
@@ -189,6 +198,10 @@ def _plan(spec, settings: BenchSettings):
     from seal_repro.knowledge.inner_loop import plan_rounds
 
     passages = load_passages(spec.data, seed=spec.seed)
+    if settings.self_edit_lines:
+        n = settings.self_edit_lines
+        passages = [dataclasses.replace(p, teacher_self_edits=tuple(
+            "\n".join([ln for ln in e.splitlines() if ln.strip()][:n]) for e in p.teacher_self_edits)) for p in passages]
     rounds = [r for r in plan_rounds(settings.condition, passages, {}, spec) if r.sequences]
     if not rounds:
         raise UserError(f"condition {settings.condition}: the spec's data gives no training sequences "
@@ -311,8 +324,13 @@ def _run_bench(spec, model_dir: Path, settings: BenchSettings) -> dict:
                                                       rnd.seed(spec.seed)))
             _log(f"reference round {k}/{len(rounds)}: {ref_t[-1]:.2f} s")
 
+        # One full generation batch (evaluation.batch_size prompts) of the spec's questions, from every passage:
+        # the batch the stages fill when they generate self-edits or score many rounds' answers.
+        from seal_repro.data.loaders import load_passages
+
+        all_questions = [q for p in load_passages(spec.data, seed=spec.seed) for q in p.questions]
         prompts = [render_prompt(tok, ev.answer_prompt.format(question=q.question), spec.model.chat_template)
-                   for rnd in rounds for q in rnd.passage.questions]
+                   for q in all_questions[: ev.batch_size]]
         gen = generation_throughput(engine, prompts, max_new_tokens=ev.max_new_tokens, batch_size=ev.batch_size)
         _log(f"generation: batched and one-at-a-time outputs identical: {gen['same_outputs']}")
 
@@ -334,6 +352,8 @@ def _run_bench(spec, model_dir: Path, settings: BenchSettings) -> dict:
             "condition": settings.condition,
             "engine_answers": settings.answers,
             "n_rounds": len(rounds),
+            "sequences_per_round": sum(len(r.sequences) for r in rounds) / len(rounds),
+            "self_edit_lines": settings.self_edit_lines or "all",
             "epochs": cfg.epochs,
             "n_params": n_params,
             "engine_setup_seconds": setup_t[0],

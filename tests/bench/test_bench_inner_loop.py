@@ -3,12 +3,13 @@ pads to 2048 at batch size 1 and builds a new Trainer + PEFT wrapper per round. 
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import pytest
 
 from seal_repro import cli
-from seal_repro.bench.inner_loop import BenchSettings, format_lines, run_bench
+from seal_repro.bench.inner_loop import BenchSettings, format_lines, run_bench, settings_from_args
 from seal_repro.bench.reference import REFERENCE_MAX_LENGTH, ReferenceInnerLoop
 from seal_repro.engine import TrainConfig
 from seal_repro.spec import load_spec
@@ -29,7 +30,7 @@ KEYS = [
     "batched_generation_tokens_per_s", "sequential_generation_tokens_per_s", "batched_vs_sequential_generation",
     "peak_memory_mb", "n_rounds", "inner_loop_speedup_vs_reference",
 ]
-TEXT_KEYS = {"device", "dtype", "condition", "engine_answers", "matmul_best_shape"}
+TEXT_KEYS = {"device", "dtype", "condition", "engine_answers", "matmul_best_shape", "self_edit_lines"}
 
 
 @pytest.fixture
@@ -152,3 +153,23 @@ def test_cli_runs_and_writes_json(capsys, tiny_spec, tiny_model_dir, tmp_path):
     data = json.loads(out.read_text())
     assert data["n_rounds"] == 1 and data["engine_answers"] == "generate" and set(data) == {line.split("=", 1)[0] for line in lines}
     assert all(len(line.split("=", 1)) == 2 for line in lines)
+
+
+def test_quick_is_one_seal_shaped_round_with_the_self_edit_cut_to_three_lines(tmp_path, tiny_model_dir):
+    import argparse
+
+    from seal_repro.bench.inner_loop import QUICK, _plan, register
+
+    parser = argparse.ArgumentParser()
+    register(parser.add_subparsers())
+
+    path = tmp_path / "tiny.yaml"
+    path.write_text(TINY.format(model=tiny_model_dir))
+    spec = load_spec(path)
+    settings = settings_from_args(parser.parse_args(["inner-loop", "--quick"]))
+    assert (settings.condition, settings.rounds, settings.epochs, settings.self_edit_lines) == (
+        "teacher_synthetic", 1, 2, 3) == tuple(QUICK[k] for k in ("condition", "rounds", "epochs", "self_edit_lines"))
+    (rnd,) = _plan(spec, settings)
+    full = _plan(spec, dataclasses.replace(settings, self_edit_lines=None))[0]
+    # the same passage, the first 3 self-edit lines, then the passage itself (append_passage)
+    assert rnd.sequences == full.sequences[:3] + full.sequences[-1:] and len(full.sequences) > 4

@@ -197,15 +197,19 @@ class LoraEngine:
         self.peft_model.save_pretrained(str(path))
 
 
+MIN_PADDING_BOUND = 64  # tokens of padding a batch may always carry (a CPU step costs ~0.3 s whatever its size)
+
+
 def _length_grouped_batches(encoded, batch_size: int, gen: torch.Generator,
                             bound_padding: bool = True) -> list[list[int]]:
     """Shuffled batches of similar-length sequences (padding is wasted compute on a CPU).
 
     Shuffle, cut into mega-batches of 8 batches, sort each mega-batch by length, cut into batches of at most
     `batch_size`, then shuffle the batch order — random across epochs, little padding within a batch. With
-    `bound_padding` a batch also closes early rather than let padding exceed its real tokens: a self-edit's
-    short lines and the long passage appended to them would otherwise share a batch padded to the passage,
-    more than half of it padding (measured on the default spec). Packing would waste nothing, but needs a
+    `bound_padding` a batch also closes early rather than let padding exceed its real tokens (and
+    MIN_PADDING_BOUND tokens: below that a step's fixed cost outweighs the padding): a self-edit's short lines
+    and the long passage appended to them would otherwise share a batch padded to the passage, more than half
+    of it padding (measured on the default spec). Packing would waste nothing, but needs a
     block-diagonal attention mask that not every attention kernel takes; this bound keeps plain padding.
     """
     order = torch.randperm(len(encoded), generator=gen).tolist()
@@ -219,7 +223,8 @@ def _length_grouped_batches(encoded, batch_size: int, gen: torch.Generator,
         real = 0
         for i in chunk:
             n = len(encoded[i][0])  # ascending, so n is the width the batch would pad to
-            if current and (len(current) == batch_size or (bound_padding and n * (len(current) + 1) > 2 * (real + n))):
+            padding = n * (len(current) + 1) - (real + n)
+            if current and (len(current) == batch_size or (bound_padding and padding > max(real + n, MIN_PADDING_BOUND))):
                 batches.append(current)
                 current, real = [], 0
             current.append(i)

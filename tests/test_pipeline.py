@@ -93,7 +93,8 @@ def _dvc(cwd: Path, *args: str) -> str:
     return proc.stdout + proc.stderr
 
 
-def test_dvc_repro_reruns_only_what_a_change_touches(tmp_path, tiny_model_dir):
+def copy_pipeline_repo(tmp_path: Path) -> Path:
+    """A throwaway copy of what `dvc repro` needs (dvc.yaml, specs, the package, the grader calibration)."""
     repo = tmp_path / "repo"
     repo.mkdir()
     for name in ("dvc.yaml", "specs"):
@@ -101,6 +102,11 @@ def test_dvc_repro_reruns_only_what_a_change_touches(tmp_path, tiny_model_dir):
         shutil.copytree(src, repo / name) if src.is_dir() else shutil.copy(src, repo / name)
     shutil.copytree(REPO / "seal_repro", repo / "seal_repro", ignore=shutil.ignore_patterns("__pycache__"))
     shutil.copytree(REPO / "results" / "calibration", repo / "results" / "calibration")
+    return repo
+
+
+def test_dvc_repro_reruns_only_what_a_change_touches(tmp_path, tiny_model_dir):
+    repo = copy_pipeline_repo(tmp_path)
     (repo / "specs" / "tiny.yaml").write_text(TINY_SPEC.format(model=tiny_model_dir).replace(
         "[base, passage, base_synthetic, teacher_synthetic]", "[base, passage]"))
     (repo / "params.yaml").write_text("knowledge:\n  include: specs/tiny.yaml\n")

@@ -193,11 +193,12 @@ def _resolve_dtype(spec, settings: BenchSettings, device: str) -> str:
     return dtype
 
 
-def _plan(spec, settings: BenchSettings):
+def _plan(spec, settings: BenchSettings, passages=None):
     from seal_repro.data.loaders import load_passages
     from seal_repro.knowledge.inner_loop import plan_rounds
 
-    passages = load_passages(spec.data, seed=spec.seed)
+    if passages is None:
+        passages = load_passages(spec.data, seed=spec.seed)
     if settings.self_edit_lines:
         n = settings.self_edit_lines
         passages = [dataclasses.replace(p, teacher_self_edits=tuple(
@@ -271,7 +272,10 @@ def _run_bench(spec, model_dir: Path, settings: BenchSettings) -> dict:
     device = models.resolve_device(settings.device or spec.model.device)
     dtype = _resolve_dtype(spec, settings, device)
     mspec = spec.model.model_copy(update={"device": device, "dtype": dtype})
-    rounds = _plan(spec, settings)
+    from seal_repro.data.loaders import load_passages
+
+    passages = load_passages(spec.data, seed=spec.seed)
+    rounds = _plan(spec, settings, passages)
     cfg = TrainConfig.from_inner_loop(spec.inner_loop)
     if settings.epochs:
         cfg = dataclasses.replace(cfg, epochs=settings.epochs)
@@ -326,9 +330,7 @@ def _run_bench(spec, model_dir: Path, settings: BenchSettings) -> dict:
 
         # One full generation batch (evaluation.batch_size prompts) of the spec's questions, from every passage:
         # the batch the stages fill when they generate self-edits or score many rounds' answers.
-        from seal_repro.data.loaders import load_passages
-
-        all_questions = [q for p in load_passages(spec.data, seed=spec.seed) for q in p.questions]
+        all_questions = [q for p in passages for q in p.questions]
         prompts = [render_prompt(tok, ev.answer_prompt.format(question=q.question), spec.model.chat_template)
                    for q in all_questions[: ev.batch_size]]
         gen = generation_throughput(engine, prompts, max_new_tokens=ev.max_new_tokens, batch_size=ev.batch_size)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import difflib
+import functools
 import hashlib
 import json
 import os
@@ -85,7 +86,12 @@ def path_fields(model: type[BaseModel], prefix: str = "", _seen: tuple = (), _me
 
 def domain_path_fields(domain: Any = None) -> dict[str, list[PathField]]:
     """The path fields of one domain's model; of every registered model when the domain is unknown."""
-    models = [SPEC_MODELS[domain]] if isinstance(domain, str) and domain in SPEC_MODELS else list(SPEC_MODELS.values())
+    return _path_fields_of(domain if isinstance(domain, str) and domain in SPEC_MODELS else None)
+
+
+@functools.lru_cache(maxsize=None)  # the models never change at run time; every loaded file asks again
+def _path_fields_of(domain: str | None) -> dict[str, list[PathField]]:
+    models = [SPEC_MODELS[domain]] if domain is not None else list(SPEC_MODELS.values())
     out: dict[str, list[PathField]] = {}
     for m in models:
         for key, fields in path_fields(m).items():

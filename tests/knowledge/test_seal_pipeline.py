@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -17,7 +16,7 @@ import yaml
 from conftest import REPO
 from seal_repro.report import paired_markdown, paired_metrics, paired_tests
 from seal_repro.spec.rl import MAX_RL_ITERATIONS
-from test_pipeline import TINY_SPEC, _run_stage
+from test_pipeline import TINY_SPEC, _run_stage, copy_pipeline_repo
 
 SECTIONS = """\
 rl:
@@ -188,13 +187,7 @@ def _dvc(repo: Path, *args: str, env: dict) -> subprocess.CompletedProcess:
 
 @pytest.mark.slow
 def test_dvc_repro_killed_in_the_second_iteration_resumes_there(tmp_path, tiny_model_dir):
-    repo = tmp_path / "repo"
-    repo.mkdir()
-    for name in ("dvc.yaml", "specs"):
-        src = REPO / name
-        shutil.copytree(src, repo / name) if src.is_dir() else shutil.copy(src, repo / name)
-    shutil.copytree(REPO / "seal_repro", repo / "seal_repro", ignore=shutil.ignore_patterns("__pycache__"))
-    shutil.copytree(REPO / "results" / "calibration", repo / "results" / "calibration")
+    repo = copy_pipeline_repo(tmp_path)
     # a long policy SFT keeps the second iteration running long enough to be killed in it
     spec = (TINY_SPEC.format(model=tiny_model_dir) + SECTIONS.format(iterations=2)).replace(
         "epochs: 1, grad_accum: 1", "epochs: 200, grad_accum: 1")

@@ -9,6 +9,7 @@ rounds (tests check the base weights' checksum).
 
 from __future__ import annotations
 
+import logging
 import math
 import time
 from dataclasses import dataclass, field
@@ -16,6 +17,7 @@ from typing import Literal, Sequence
 
 import torch
 
+from seal_repro import batching
 from seal_repro.spec.inner_loop import LoraSpec
 
 
@@ -40,6 +42,7 @@ class TrainConfig:
     mask_prompt: bool = False
     max_seq_len: int = 2048
     pad_to_max_len: bool = False  # reference-compatible: pad with EOS to max_seq_len, loss on the padding
+    packing: bool = True  # a batch's sequences end to end in rows (seal_repro/batching.py); else padded rows
 
     @classmethod
     def from_inner_loop(cls, spec) -> TrainConfig:
@@ -47,6 +50,7 @@ class TrainConfig:
             epochs=spec.epochs, lr=spec.lr, batch_size=spec.batch_size, grad_accum=spec.grad_accum,
             weight_decay=spec.weight_decay, lr_schedule=spec.lr_schedule, warmup_steps=spec.warmup_steps,
             mask_prompt=spec.mask_prompt, max_seq_len=spec.max_seq_len, pad_to_max_len=spec.pad_to_max_len,
+            packing=spec.packing,
         )
 
 
@@ -54,6 +58,8 @@ class TrainConfig:
 class TrainStats:
     steps: int = 0
     real_tokens: int = 0  # non-padding tokens seen (what FLOP/s accounting counts)
+    slot_tokens: int = 0  # tokens computed, padding included
+    packed: bool = False  # whether the steps used the packed layout
     seconds: float = 0.0
     losses: list[float] = field(default_factory=list)
 
@@ -86,8 +92,14 @@ class LoraEngine:
         self.base_model = self.peft_model.get_base_model()  # LoRA layers injected; a PreTrainedModel
         self._lora_layers = [m for m in self.peft_model.modules() if isinstance(m, LoraLayer)]
         self.trainable = [p for p in self.peft_model.parameters() if p.requires_grad]
-        self.device = next(model.parameters()).device
+        self._bind_device(model)
         self.peft_model.eval()
+
+    def _bind_device(self, model) -> None:
+        """Device and dtype of the model's weights; packing not yet checked (see packing_supported)."""
+        first = next(model.parameters())
+        self.device, self._dtype = first.device, first.dtype
+        self._packing_ok: bool | None = None
 
     # -- rounds -------------------------------------------------------------------------------
     def reset(self, seed: int) -> None:
@@ -104,22 +116,38 @@ class LoraEngine:
         labels = ([-100] * len(p_ids) if cfg.mask_prompt else list(p_ids)) + list(c_ids)
         return ids, labels[: cfg.max_seq_len]
 
-    def _collate(self, batch: list[tuple[list[int], list[int]]], cfg: TrainConfig):
-        pad_id = self.tokenizer.pad_token_id
-        width = cfg.max_seq_len if cfg.pad_to_max_len else max(len(ids) for ids, _ in batch)
-        ids_t = torch.full((len(batch), width), pad_id, dtype=torch.long)
-        lab_t = torch.full((len(batch), width), -100, dtype=torch.long)
-        att_t = torch.zeros((len(batch), width), dtype=torch.long)
-        for i, (ids, labels) in enumerate(batch):
-            n = len(ids)
-            ids_t[i, :n] = torch.tensor(ids)
-            lab_t[i, :n] = torch.tensor(labels)
-            att_t[i, :n] = 1
-            if cfg.pad_to_max_len:
-                # As the reference did: labels are a copy of the padded input ids, so padding carries loss.
-                lab_t[i, n:] = self.tokenizer.eos_token_id
-        real = int(att_t.sum())
-        return ids_t.to(self.device), att_t.to(self.device), lab_t.to(self.device), real
+    def _collate(self, batch: list[tuple[list[int], list[int]]], cfg: TrainConfig, packed: bool = False) -> dict:
+        """The step's model inputs (on the device) for one batch, in the packed or the padded layout."""
+        tok = self.tokenizer
+        if packed:
+            enc = batching.collate_packed(batch, tok.pad_token_id)
+        elif cfg.pad_to_max_len:
+            enc = batching.collate_padded(batch, tok.pad_token_id, width=cfg.max_seq_len, loss_on_padding_id=tok.eos_token_id)
+        else:
+            enc = batching.collate_padded(batch, tok.pad_token_id)
+        return {k: v.to(self.device) for k, v in enc.items()}
+
+    def packing_supported(self) -> bool:
+        """Whether this model confines attention to each sequence of a packed row (checked once, on two short
+        sequences: packed logits must equal the separately computed ones). transformers' own models read
+        restarting position_ids that way; a model that does not is trained on padded rows instead."""
+        if self._packing_ok is None:
+            ids = self.tokenizer("The capital of the country is", add_special_tokens=False)["input_ids"]
+            a = (ids * 6)[:6]
+            seqs = [a, a[::-1][:4]]
+            enc = {k: v.to(self.device) for k, v in batching.collate_packed([(s, s) for s in seqs], 0).items()}
+            with torch.no_grad():
+                packed = self.peft_model(input_ids=enc["input_ids"], position_ids=enc["position_ids"],
+                                         use_cache=False).logits[0].float()
+                alone = torch.cat([self.peft_model(input_ids=torch.tensor([s], device=self.device),
+                                                   use_cache=False).logits[0].float() for s in seqs])
+            # Rows are laid out longest first (pack_rows), which is the order of `seqs` here.
+            tol = (1e-3 if packed.dtype == torch.float32 and self._dtype == torch.float32 else 3e-2)
+            self._packing_ok = bool((packed - alone).abs().max() <= tol * max(1.0, float(alone.abs().max())))
+            if not self._packing_ok:
+                logging.getLogger(__name__).warning(
+                    "this model does not confine attention to each packed sequence; training on padded rows")
+        return self._packing_ok
 
     def train(self, examples: Sequence[TrainExample], cfg: TrainConfig, seed: int) -> TrainStats:
         from transformers import get_scheduler
@@ -130,9 +158,13 @@ class LoraEngine:
         t0 = time.perf_counter()
         encoded = [self._encode(ex, cfg) for ex in examples]
         gen = torch.Generator().manual_seed(seed)
+        packed = stats.packed = cfg.packing and not cfg.pad_to_max_len and cfg.batch_size > 1 and self.packing_supported()
         # The whole schedule up front: the step count (for the lr schedule) follows from the batches drawn.
-        plan = [_length_grouped_batches(encoded, cfg.batch_size, gen, bound_padding=not cfg.pad_to_max_len)
-                for _ in range(cfg.epochs)]
+        if packed:
+            plan = [batching.random_batches(len(encoded), cfg.batch_size, gen) for _ in range(cfg.epochs)]
+        else:
+            plan = [batching.length_grouped_batches(encoded, cfg.batch_size, gen, bound_padding=not cfg.pad_to_max_len)
+                    for _ in range(cfg.epochs)]
         total = math.ceil(sum(len(epoch) for epoch in plan) / cfg.grad_accum)
         if cfg.max_steps is not None:
             total = min(total, cfg.max_steps)
@@ -148,10 +180,11 @@ class LoraEngine:
             for epoch in plan:
                 for idx in epoch:
                     batch = [encoded[i] for i in idx]
-                    ids, att, labels, real = self._collate(batch, cfg)
-                    out = self.peft_model(input_ids=ids, attention_mask=att, labels=labels)
+                    enc = self._collate(batch, cfg, packed)
+                    out = self.peft_model(**enc, use_cache=False)
                     (out.loss / cfg.grad_accum).backward()
-                    stats.real_tokens += real
+                    stats.real_tokens += sum(len(ids) for ids, _ in batch)
+                    stats.slot_tokens += enc["input_ids"].numel()
                     losses.append(out.loss.detach())
                     micro += 1
                     if micro % cfg.grad_accum == 0:
@@ -195,44 +228,6 @@ class LoraEngine:
 
     def save_adapter(self, path) -> None:
         self.peft_model.save_pretrained(str(path))
-
-
-MIN_PADDING_BOUND = 64  # tokens of padding a batch may always carry (a CPU step costs ~0.3 s whatever its size)
-
-
-def _length_grouped_batches(encoded, batch_size: int, gen: torch.Generator,
-                            bound_padding: bool = True) -> list[list[int]]:
-    """Shuffled batches of similar-length sequences (padding is wasted compute on a CPU).
-
-    Shuffle, cut into mega-batches of 8 batches, sort each mega-batch by length, cut into batches of at most
-    `batch_size`, then shuffle the batch order — random across epochs, little padding within a batch. With
-    `bound_padding` a batch also closes early rather than let padding exceed its real tokens (and
-    MIN_PADDING_BOUND tokens: below that a step's fixed cost outweighs the padding): a self-edit's short lines
-    and the long passage appended to them would otherwise share a batch padded to the passage, more than half
-    of it padding (measured on the default spec). Packing would waste nothing, but needs a
-    block-diagonal attention mask that not every attention kernel takes; this bound keeps plain padding.
-    """
-    order = torch.randperm(len(encoded), generator=gen).tolist()
-    if batch_size == 1:
-        return [[i] for i in order]
-    mega = 8 * batch_size
-    batches = []
-    for m in range(0, len(order), mega):
-        chunk = sorted(order[m : m + mega], key=lambda i: len(encoded[i][0]))
-        current: list[int] = []
-        real = 0
-        for i in chunk:
-            n = len(encoded[i][0])  # ascending, so n is the width the batch would pad to
-            padding = n * (len(current) + 1) - (real + n)
-            if current and (len(current) == batch_size or (bound_padding and padding > max(real + n, MIN_PADDING_BOUND))):
-                batches.append(current)
-                current, real = [], 0
-            current.append(i)
-            real += n
-        if current:
-            batches.append(current)
-    perm = torch.randperm(len(batches), generator=gen).tolist()
-    return [batches[i] for i in perm]
 
 
 class _StopOnText:

@@ -66,10 +66,10 @@ def test_grad_accum_and_max_steps_count_optimizer_steps(engine):
 def test_padding_to_max_len_puts_loss_on_padding(engine):
     ex = [TrainExample(TEXTS[0])]
     ids, labels = engine._encode(ex[0], TrainConfig())
-    _, att, lab, real = engine._collate([(ids, labels)], TrainConfig(pad_to_max_len=True, max_seq_len=64))
-    assert lab.shape[1] == 64 and real == len(ids)
-    assert int((lab != -100).sum()) == 64  # reference behaviour: every position, padding included, has a label
-    _, _, lab2, _ = engine._collate([(ids, labels)], TrainConfig())
+    enc = engine._collate([(ids, labels)], TrainConfig(pad_to_max_len=True, max_seq_len=64))
+    assert enc["labels"].shape[1] == 64 and int(enc["attention_mask"].sum()) == len(ids)
+    assert int((enc["labels"] != -100).sum()) == 64  # reference behaviour: every position, padding included, has a label
+    lab2 = engine._collate([(ids, labels)], TrainConfig())["labels"]
     assert int((lab2 != -100).sum()) == len(ids)
 
 
@@ -96,7 +96,7 @@ def test_generate_stop_strings_cut(engine):
 def test_batches_never_pad_more_than_their_real_tokens():
     import torch
 
-    from seal_repro.engine import _length_grouped_batches
+    from seal_repro.batching import length_grouped_batches as _length_grouped_batches
 
     lengths = [40, 45, 44, 43, 240, 41, 46, 90]  # a self-edit's short lines and the passage appended to them
     encoded = [([0] * n, [0] * n) for n in lengths]

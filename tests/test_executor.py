@@ -102,7 +102,9 @@ def test_executor_settings_touch_no_stage_input(tmp_path, monkeypatch):
 @pytest.mark.parametrize("text,message", [
     ("executor: {kind: dask}\n", "executor: unknown kind 'dask' (available: local, ray)"),
     ("executor: {kind: ray}\n", "executor.workers: required key is missing"),
-    ("executor: {kind: local, workers: 2}\n", "executor.workers: unknown key"),
+    ("executor: {kind: local, address: auto}\n", "executor.address: unknown key"),
+    ("executor: {kind: local, workers: 0}\n", "executor.workers: must be a whole number of at least 1, or auto (got 0)"),
+    ("executor: {kind: local, workers: many}\n", "executor.workers: must be a whole number of at least 1, or auto"),
     ("executor: {kind: ray, workers: 2, threads: 1}\n", "executor.threads: unknown key"),
 ])
 def test_bad_executor_sections_name_their_key(tmp_path, text, message):
@@ -137,7 +139,7 @@ class _Reversed:
     def __init__(self):
         self.seen = []
 
-    def compute(self, rounds, engine, score_fn, cfg, spec_seed):
+    def compute(self, rounds, engine, score_fn, cfg, spec_seed, first_adapter_dir=None):
         self.seen.append([(r.passage.id, r.repeat) for r in rounds])
         for i in reversed(range(len(rounds))):
             yield i, {"seed": i, "train": None, "answers": [{"question_id": rounds[i].passage.id}]}
@@ -163,6 +165,16 @@ def test_run_rounds_keeps_order_memoizes_and_computes_duplicates_once(tmp_path):
     assert len(ex.seen[0]) == 6 and (memo.hits, memo.misses) == (1, 6)
     again = run_rounds(rounds, None, None, spec, "fp", Memo(tmp_path / "memo"), executor=ex)
     assert len(ex.seen) == 2 and ex.seen[1] == [] and again == out  # every round from the memo
+
+
+def test_local_executor_resolves_workers_and_threads():
+    auto = LocalExecutorSpec()
+    assert auto.resolve(2, on_cpu=True) == (2, 1)  # two copies of one thread each on a 2-core machine
+    assert auto.resolve(1, on_cpu=True) == (1, 1)
+    assert auto.resolve(64, on_cpu=True) == (4, 16)  # at most MAX_AUTO_WORKERS copies
+    assert auto.resolve(8, on_cpu=False) == (1, None)  # a GPU: every round in the stage's process
+    assert LocalExecutorSpec(workers=3).resolve(2, on_cpu=True) == (3, 1)
+    assert LocalExecutorSpec(workers=2, threads_per_worker=4).resolve(2, on_cpu=True) == (2, 4)
 
 
 # ---- the Ray executor on the tiny model --------------------------------------------------------------
@@ -289,3 +301,46 @@ def test_bench_ray_prints_the_speedup_last(tiny_model_dir, tmp_path, capsys):
     values = dict(line.split("=", 1) for line in lines)
     assert values["results_identical"] == "true" and values["rounds"] == "4"
     assert lines[-1].startswith("ray_speedup_2_vs_1_workers=") and float(values["ray_speedup_2_vs_1_workers"]) > 0
+
+
+# ---- the local executor's forked copies ----------------------------------------------------------------
+
+def test_forked_copies_give_the_in_process_results_in_round_order(kit, tmp_path):
+    spec, rounds, _, local, (engine, score) = kit
+    memo = Memo(tmp_path / "memo")
+    out = run_rounds(rounds, engine, score, spec, "fp", memo, executor=LocalExecutor(workers=2, threads=1),
+                     first_adapter_dir=tmp_path / "adapter")
+    assert _same(out) == _same(local)
+    assert len(list((tmp_path / "memo").rglob("*.json"))) == len(rounds)
+    assert not (tmp_path / "adapter").exists()  # rounds[0] is a base round: nothing trained, nothing saved
+    trained = [r for r in rounds if r.sequences]
+    run_rounds(trained, engine, score, spec, "fp", Memo(enabled=False), executor=LocalExecutor(workers=2, threads=1),
+               first_adapter_dir=tmp_path / "adapter")
+    assert (tmp_path / "adapter" / "adapter_config.json").exists()  # saved by the copy that trained rounds[0]
+
+
+def test_a_forked_copy_that_dies_stops_the_stage_with_the_rounds_done_kept(kit, tmp_path, monkeypatch):
+    from seal_repro.executor import WorkerLost
+
+    spec, rounds, _, _, (engine, score) = kit
+    kill = tmp_path / "kill"
+    kill.touch()
+    monkeypatch.setenv(KILL_FILE_ENV, str(kill))
+    memo = Memo(tmp_path / "memo")
+    with pytest.raises(WorkerLost, match="a re-run resumes"):
+        run_rounds(rounds, engine, score, spec, "fp", memo, executor=LocalExecutor(workers=2, threads=1))
+    done = len(list((tmp_path / "memo").rglob("*.json")))
+    again = Memo(tmp_path / "memo")
+    run_rounds(rounds, engine, score, spec, "fp", again, executor=LocalExecutor(workers=2, threads=1))
+    assert again.hits == done and again.misses == len(rounds) - done
+
+
+def test_a_round_that_fails_in_a_forked_copy_raises_as_it_would_in_process(kit):
+    spec, rounds, _, _, (engine, score) = kit
+    frozen = spec.model_copy(update={"inner_loop": spec.inner_loop.model_copy(update={"lr": 0.0})})
+    with pytest.raises(Exception) as here:
+        run_rounds(rounds[2:], engine, score, frozen, "fp", Memo(enabled=False))
+    with pytest.raises(type(here.value)) as there:
+        run_rounds(rounds[2:], engine, score, frozen, "fp", Memo(enabled=False),
+                   executor=LocalExecutor(workers=2, threads=1))
+    assert str(there.value) == str(here.value) and "unchanged" in str(here.value)

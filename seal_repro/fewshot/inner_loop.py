@@ -84,7 +84,7 @@ def train_config(edit: SelfEdit, spec) -> TrainConfig:
     return TrainConfig(
         epochs=t.epochs, lr=t.learning_rate, batch_size=il.batch_size, grad_accum=il.grad_accum,
         lr_schedule=il.lr_schedule, max_steps=il.max_steps, mask_prompt=t.loss_on == "output_tokens",
-        max_seq_len=il.max_seq_len,
+        max_seq_len=il.max_seq_len, packing=il.packing,
     )
 
 

@@ -48,7 +48,8 @@ def sample_self_edits(model, tokenizer, tasks: Sequence[Task], n: int, spec, see
 def sft_config(spec) -> TrainConfig:
     sft = spec.rl.sft
     return TrainConfig(epochs=sft.epochs, lr=sft.lr, batch_size=sft.batch_size, mask_prompt=True,
-                       lr_schedule="linear", max_seq_len=spec.inner_loop.max_seq_len)
+                       lr_schedule="linear", max_seq_len=spec.inner_loop.max_seq_len,
+                       packing=spec.inner_loop.packing)
 
 
 def sft_examples(kept: Sequence[tuple[Task, str]], spec, tokenizer) -> tuple[list[TrainExample], int]:

@@ -45,7 +45,8 @@ def train_config(cpt, inner_loop) -> TrainConfig:
     """cpt's optimisation settings; sequence length and padding as the inner loop (the same sequences)."""
     return TrainConfig(epochs=cpt.epochs, lr=cpt.lr, batch_size=cpt.batch_size, grad_accum=cpt.grad_accum,
                        lr_schedule=cpt.lr_schedule, warmup_steps=cpt.warmup_steps,
-                       max_seq_len=inner_loop.max_seq_len, pad_to_max_len=inner_loop.pad_to_max_len)
+                       max_seq_len=inner_loop.max_seq_len, pad_to_max_len=inner_loop.pad_to_max_len,
+                       packing=inner_loop.packing)
 
 
 class FullEngine(LoraEngine):
@@ -62,7 +63,7 @@ class FullEngine(LoraEngine):
         self.peft_model = self.base_model = model
         self._lora_layers = []
         self.trainable = [p for p in model.parameters() if p.requires_grad]
-        self.device = next(model.parameters()).device
+        self._bind_device(model)
         self._torch = torch
         model.eval()
 

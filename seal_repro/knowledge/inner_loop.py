@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Callable, Sequence
 
 from tqdm import tqdm
@@ -73,11 +74,13 @@ def round_key(rnd: Round, spec: ExperimentSpec, model_fingerprint: str) -> str:
 
 
 def run_rounds(rounds: Sequence[Round], engine: LoraEngine, score_fn: ScoreFn, spec: ExperimentSpec,
-               model_fingerprint: str, memo: Memo, desc: str = "inner loop", executor=None) -> list[dict]:
+               model_fingerprint: str, memo: Memo, desc: str = "inner loop", executor=None,
+               first_adapter_dir: Path | None = None) -> list[dict]:
     """Run (or fetch from the memo) every round; return one record per round with its question records.
 
     `executor` (seal_repro.executor; default: local, on `engine` and `score_fn`) computes the rounds the memo
     lacks, each once; every result is memoized the moment it arrives and the records keep the rounds' order.
+    `first_adapter_dir`: where rounds[0]'s adapter is saved if this call computes it (a local executor does).
     """
     cfg = TrainConfig.from_inner_loop(spec.inner_loop)
     results: list[dict | None] = [None] * len(rounds)
@@ -95,10 +98,13 @@ def run_rounds(rounds: Sequence[Round], engine: LoraEngine, score_fn: ScoreFn, s
         if results[i] is None:
             pending[key] = [i]
     keys = list(pending)
+    if first_adapter_dir is not None and not (keys and pending[keys[0]][0] == 0):
+        first_adapter_dir = None  # rounds[0] came from the memo: nothing trains it here
     with tqdm(total=len(rounds), initial=len(rounds) - sum(map(len, pending.values())), desc=desc, unit="round",
               dynamic_ncols=True) as bar:
-        for j, result in (executor or LocalExecutor()).compute([rounds[pending[k][0]] for k in keys], engine, score_fn,
-                                                               cfg, spec.seed):
+        todo = [rounds[pending[k][0]] for k in keys]
+        for j, result in (executor or LocalExecutor()).compute(todo, engine, score_fn, cfg, spec.seed,
+                                                               first_adapter_dir=first_adapter_dir):
             memo.put(keys[j], result)
             for i in pending[keys[j]]:
                 results[i] = result
@@ -112,7 +118,10 @@ def run_rounds(rounds: Sequence[Round], engine: LoraEngine, score_fn: ScoreFn, s
     return out
 
 
-def compute_round(rnd: Round, engine: LoraEngine, score_fn: ScoreFn, cfg: TrainConfig, spec_seed: int) -> dict:
+def compute_round(rnd: Round, engine: LoraEngine, score_fn: ScoreFn, cfg: TrainConfig, spec_seed: int,
+                  adapter_dir: Path | None = None) -> dict:
+    """Reset the adapter, train it on the round's sequences, check it took, answer the passage's questions;
+    `adapter_dir`: also save the trained adapter there (for the stock lm_eval CLI)."""
     seed = rnd.seed(spec_seed)
     engine.reset(seed)
     stats = None
@@ -123,6 +132,8 @@ def compute_round(rnd: Round, engine: LoraEngine, score_fn: ScoreFn, cfg: TrainC
                 f"adapter for passage {rnd.passage.id} ({rnd.condition}) left the model's logits unchanged: "
                 "training had no effect (check inner_loop.lr / inner_loop.lora.target_modules)"
             )
+        if adapter_dir is not None:
+            engine.save_adapter(adapter_dir)
     answers = score_fn([q.id for q in rnd.passage.questions])
     return {
         "seed": seed if rnd.sequences else None,

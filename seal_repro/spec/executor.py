@@ -16,10 +16,35 @@ from seal_repro.spec.base import Strict
 _ADDRESS = re.compile(r"^(ray://)?[A-Za-z0-9_.\-\[\]:]+:\d{1,5}$")
 
 
+MAX_AUTO_WORKERS = 4  # `workers: auto` on a big CPU: more copies than this buy little and each holds activations
+
+
 class LocalExecutor(Strict):
-    """Every round in the stage's process, one after another (the default)."""
+    """Rounds on the stage's own model (the default): in its process, or side by side in forked copies of it."""
 
     kind: Literal["local"] = "local"
+    workers: int | Literal["auto"] = Field(
+        "auto", description="forked copies of the stage's process running rounds side by side (CPU only: on a GPU "
+        "every round runs in the stage's process); auto: one per torch thread the stage may use "
+        f"(SEAL_REPRO_THREADS, else every core), at most {MAX_AUTO_WORKERS}",
+    )
+    threads_per_worker: PositiveInt | None = Field(
+        None, description="torch threads inside each copy; None: the stage's threads shared out among the copies",
+    )
+
+    @field_validator("workers", mode="before")
+    @classmethod
+    def _workers(cls, v):
+        if v == "auto" or (isinstance(v, int) and not isinstance(v, bool) and v >= 1):
+            return v
+        raise ValueError(f"must be a whole number of at least 1, or auto (got {v!r})")
+
+    def resolve(self, thread_budget: int, on_cpu: bool) -> tuple[int, int | None]:
+        """(workers, threads per worker) for a stage that may use `thread_budget` torch threads."""
+        if not on_cpu:
+            return 1, None
+        workers = min(thread_budget, MAX_AUTO_WORKERS) if self.workers == "auto" else self.workers
+        return workers, self.threads_per_worker or max(1, thread_budget // workers)
 
 
 class RayExecutor(Strict):

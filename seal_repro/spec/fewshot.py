@@ -127,6 +127,8 @@ class FewShotInnerLoopSpec(Strict):
     lr_schedule: Literal["cosine", "linear", "constant"] = "cosine"
     leave_two_out: bool = Field(True, description="also hold out a second demonstration when there are three or more")
     max_seq_len: PositiveInt = Field(8192, description="longer training examples are dropped")
+    packing: bool = Field(True, description="lay a batch's examples end to end in rows instead of padding them "
+                                            "(the same loss; attention kept within each example)")
     default_lr: float = Field(1e-4, gt=0, le=MAX_LEARNING_RATE, description="when a self-edit gives no learning_rate")
     default_epochs: int = Field(2, ge=1, le=MAX_EPOCHS, description="when a self-edit gives no epochs")
     default_loss_on: LossOn = Field("output_tokens", description="when a self-edit gives no loss_on")

@@ -49,3 +49,8 @@ class InnerLoopSpec(Strict):
         False,
         description="reference-compatible: pad every sequence to max_seq_len with EOS and put loss on the padding",
     )
+    packing: bool = Field(
+        True,
+        description="lay a batch's sequences end to end in rows (attention kept within each sequence) instead of "
+                    "padding each to the longest: the same loss, no compute spent on padding; ignored with pad_to_max_len",
+    )

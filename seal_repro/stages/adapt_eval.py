@@ -79,13 +79,14 @@ def run(args):
     scorer = QAScorer(engine.base_model, tok, questions_file=data / "questions.jsonl", answer_prompt=ev.answer_prompt,
                       max_new_tokens=ev.max_new_tokens, batch_size=ev.batch_size, chat_template=spec.model.chat_template)
     memo = Memo(enabled=not args.no_memo)
+    adapter = out / "adapter"  # the first round's, so the stock `lm_eval` CLI can score it from disk (every
+    # round's would cost ~20 MB each); saved as the round trains, else re-trained below (seeded: the same weights)
     results = run_rounds(rounds, engine, scorer.score, spec, fingerprint_model_dir(model_dir), memo, desc=args.condition,
-                         executor=executor)
+                         executor=executor, first_adapter_dir=adapter if args.condition != "base" else None)
     if args.condition != "base" and rounds:
-        # Re-train the first round's adapter (one round, seeded: identical weights) and save it, so the stock
-        # `lm_eval` CLI can score it from disk; keeping every round's adapter would cost ~40 MB per round.
-        compute_round(rounds[0], engine, lambda ids: [], TrainConfig.from_inner_loop(spec.inner_loop), spec.seed)
-        engine.save_adapter(out / "adapter")
+        if not (adapter / "adapter_config.json").exists():  # round 0 was memoized, or ran on a Ray worker
+            compute_round(rounds[0], engine, lambda ids: [], TrainConfig.from_inner_loop(spec.inner_loop), spec.seed,
+                          adapter_dir=adapter)
         write_json(out / "adapter" / "round.json", {"passage_id": rounds[0].passage.id, "condition": args.condition})
     records = grade_records(spec, results, passages)
     write_jsonl(out / "rounds.jsonl", [{k: v for k, v in r.items() if k != "answers"} for r in results])

@@ -131,6 +131,7 @@ RULES = [
       {"workers": 1, "num_gpus_per_worker": 2}),
     R("RayExecutor", "_resources_agree", {"workers": 1, "threads_per_worker": 4}, "oversubscribe",
       {"workers": 1, "threads_per_worker": 4, "num_cpus_per_worker": 4}),
+    R("LocalExecutor", "_workers", {"workers": 0}, "at least 1, or auto", {"workers": 2}),
     # --- fewshot ------------------------------------------------------------------------------------------------
     R("TaskSelectionSpec", "_ids", {"split": "train", "ids": []}, "at least one task id",
       {"split": "train", "ids": ["6150a2bd"]}),

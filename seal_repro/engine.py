@@ -2,9 +2,9 @@
 
 Why not a fresh `Trainer` + `get_peft_model` per round (as the reference code does): for rounds of a
 few dozen short sequences the framework set-up costs more than the training itself. Here the model is
-wrapped once; each round resets the LoRA weights in place (seeded), builds a fresh AdamW, and trains
-with dynamic padding. The base weights are frozen and never touched, so nothing accumulates across
-rounds (tests check the base weights' checksum).
+wrapped once; each round resets the LoRA weights in place (seeded), builds a fresh AdamW, and trains on
+packed rows (seal_repro/batching.py). The base weights are frozen and never touched, so nothing
+accumulates across rounds (tests check the base weights' checksum).
 """
 
 from __future__ import annotations

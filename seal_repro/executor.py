@@ -22,7 +22,7 @@ import sys
 from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 from seal_repro.errors import UserError
 
@@ -95,38 +95,27 @@ class LocalExecutor:
         """(index, result) per round as each finishes; `first_adapter_dir`: also save round 0's adapter there."""
         from seal_repro.knowledge.inner_loop import compute_round
 
-        n = min(self.workers, len(rounds))
-        if n > 1 and engine.device.type == "cpu" and "fork" in multiprocessing.get_all_start_methods():
-            yield from self._forked(n, rounds, engine, score_fn, cfg, spec_seed, first_adapter_dir)
+        def one(i: int) -> dict:
+            return compute_round(rounds[i], engine, score_fn, cfg, spec_seed,
+                                 adapter_dir=first_adapter_dir if i == 0 else None)
+
+        def describe(i: int) -> str:
+            rnd = rounds[i]
+            return f"round {rnd.condition}/{rnd.passage.id}/edit {rnd.self_edit_index}/repeat {rnd.repeat}"
+
+        yield from self.map(one, len(rounds), engine.device, describe)
+
+    def map(self, fn: Callable[[int], Any], n: int, device, describe: Callable[[int], str] = str
+            ) -> Iterator[tuple[int, Any]]:
+        """(i, fn(i)) for i in range(n) as each finishes: in this process, or in forked copies when `workers` > 1,
+        the device is the CPU and the platform can fork. `fn`'s results must pickle; `describe(i)` names item i
+        in the error a dead copy raises."""
+        workers = min(self.workers, n)
+        if workers <= 1 or getattr(device, "type", device) != "cpu" or "fork" not in multiprocessing.get_all_start_methods():
+            for i in range(n):
+                yield i, fn(i)
             return
-        for i, rnd in enumerate(rounds):
-            yield i, compute_round(rnd, engine, score_fn, cfg, spec_seed,
-                                   adapter_dir=first_adapter_dir if i == 0 else None)
-
-    def _forked(self, n, rounds, engine, score_fn, cfg, spec_seed, first_adapter_dir):
-        from concurrent.futures import ProcessPoolExecutor, as_completed
-        from concurrent.futures.process import BrokenProcessPool
-
-        global _FORKED
-        _FORKED = (rounds, engine, score_fn, cfg, spec_seed, first_adapter_dir)  # what the forked copies inherit
-        threads = self.threads or max(1, _thread_budget() // n)
-        pool = ProcessPoolExecutor(n, mp_context=multiprocessing.get_context("fork"), initializer=_start_copy,
-                                   initargs=(threads,))
-        try:
-            futures = {pool.submit(_forked_round, i): i for i in range(len(rounds))}
-            for fut in as_completed(futures):
-                i = futures[fut]
-                try:
-                    result = fut.result()
-                except BrokenProcessPool:
-                    rnd = rounds[i]
-                    raise WorkerLost(f"executor: a worker process died during the rounds (at the latest round "
-                                     f"{rnd.condition}/{rnd.passage.id}/edit {rnd.self_edit_index}/repeat "
-                                     f"{rnd.repeat}); finished rounds are in the memo, so a re-run resumes") from None
-                yield i, result
-        finally:
-            pool.shutdown(wait=True, cancel_futures=True)
-            _FORKED = None
+        yield from _forked_map(fn, n, workers, self.threads or max(1, _thread_budget() // workers), describe)
 
     def close(self) -> None:
         pass
@@ -138,7 +127,30 @@ class LocalExecutor:
         self.close()
 
 
-_FORKED: tuple | None = None  # the rounds and round kit a LocalExecutor's forked copies inherit
+_FORKED: Callable[[int], Any] | None = None  # the function a LocalExecutor's forked copies inherit
+
+
+def _forked_map(fn, n: int, workers: int, threads: int, describe) -> Iterator[tuple[int, Any]]:
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+    from concurrent.futures.process import BrokenProcessPool
+
+    global _FORKED
+    _FORKED = fn  # set before the pool forks, so every copy inherits it (a closure would not pickle)
+    pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork"), initializer=_start_copy,
+                               initargs=(threads,))
+    try:
+        futures = {pool.submit(_forked_call, i): i for i in range(n)}
+        for fut in as_completed(futures):
+            i = futures[fut]
+            try:
+                result = fut.result()
+            except BrokenProcessPool:
+                raise WorkerLost(f"executor: a worker process died (at the latest during {describe(i)}); "
+                                 "what finished is in the memo, so a re-run resumes") from None
+            yield i, result
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+        _FORKED = None
 
 
 def _thread_budget() -> int:
@@ -147,17 +159,20 @@ def _thread_budget() -> int:
 
 
 def _start_copy(threads: int) -> None:
+    import threading
+
     import torch
+    from tqdm import tqdm
 
     torch.set_num_threads(threads)
+    # tqdm's write lock is a multiprocessing lock the fork shared with the stage: a copy killed while holding it
+    # (the pool ends the others when one dies) would leave the stage's own progress bar waiting on it forever.
+    tqdm.set_lock(threading.RLock())
 
 
-def _forked_round(i: int) -> dict:
-    from seal_repro.knowledge.inner_loop import compute_round
-
+def _forked_call(i: int):
     _maybe_die()
-    rounds, engine, score_fn, cfg, spec_seed, first_adapter_dir = _FORKED
-    return compute_round(rounds[i], engine, score_fn, cfg, spec_seed, adapter_dir=first_adapter_dir if i == 0 else None)
+    return _FORKED(i)
 
 
 def _maybe_die() -> None:
@@ -359,16 +374,23 @@ def _import_ray():
 def make_executor(spec, *, model_dir, questions_file, policy_dir=None):
     """The executor `spec.executor` asks for; the Ray one gets the recipe its workers rebuild the round kit from."""
     ex = getattr(spec, "executor", None)
-    if ex is None:
-        return LocalExecutor()
-    if ex.kind == "local":
-        from seal_repro.models import resolve_device
-
-        return LocalExecutor(*ex.resolve(_thread_budget(), resolve_device(spec.model.device) == "cpu"))
+    if ex is None or ex.kind == "local":
+        return local_executor(spec)
     if ex.kind == "ray":
         return RayExecutor(ex, WorkerRecipe.of(spec, model_dir, questions_file, policy_dir), _import_ray())
     raise ValueError(f"unknown executor kind {ex.kind!r}")
 
 
+def local_executor(spec) -> LocalExecutor:
+    """The spec's local executor, for work other than inner-loop rounds (CPT conditions, few-shot rounds): a
+    spec that sends rounds to Ray runs such work in the stage's process."""
+    ex = getattr(spec, "executor", None)
+    if ex is None or ex.kind != "local":
+        return LocalExecutor()
+    from seal_repro.models import resolve_device
+
+    return LocalExecutor(*ex.resolve(_thread_budget(), resolve_device(spec.model.device) == "cpu"))
+
+
 __all__ = ["KILL_FILE_ENV", "LocalExecutor", "RayExecutor", "RoundWorker", "WorkerLost", "WorkerRecipe",
-           "make_executor"]
+           "local_executor", "make_executor"]

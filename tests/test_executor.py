@@ -344,3 +344,16 @@ def test_a_round_that_fails_in_a_forked_copy_raises_as_it_would_in_process(kit):
         run_rounds(rounds[2:], engine, score, frozen, "fp", Memo(enabled=False),
                    executor=LocalExecutor(workers=2, threads=1))
     assert str(there.value) == str(here.value) and "unchanged" in str(here.value)
+
+
+def test_local_map_yields_every_item_once_in_or_out_of_process():
+    import os
+
+    def square(i):
+        return i * i, os.getpid()
+
+    here = dict(LocalExecutor().map(square, 5, "cpu"))
+    there = dict(LocalExecutor(workers=2, threads=1).map(square, 5, "cpu"))
+    assert {i: v[0] for i, v in here.items()} == {i: v[0] for i, v in there.items()} == {i: i * i for i in range(5)}
+    assert {v[1] for v in here.values()} == {os.getpid()} and os.getpid() not in {v[1] for v in there.values()}
+    assert {v[1] for v in dict(LocalExecutor(workers=2).map(square, 3, "cuda")).values()} == {os.getpid()}

@@ -25,16 +25,24 @@ Output, one `name=value` per line on stdout (logs go to stderr), the last line a
   engine_train_real_tokens            non-padding tokens the engine trained on (all rounds, all epochs)
   reference_train_tokens              tokens the reference trained on, padding included (steps x 2048)
   reference_train_real_tokens         the non-padding ones among them
-  engine_train_flops_per_s            4 * N * engine real tokens / engine training seconds. Per token the
+  engine_train_flops_per_s            4 * N * engine real tokens / engine training seconds, over the timed
+                                      rounds (one at a time, in this process, on every thread). Per token the
                                       forward costs 2N and the backward 2N (activation gradients only: the
                                       frozen base weights get no weight gradient); LoRA's own small matmuls and
                                       attention's length-squared terms are not counted, so this is a lower bound
+  executor_workers, executor_threads_per_worker
+                                      how the stages run rounds here: the spec's local executor (on a CPU,
+                                      forked copies of the process side by side, seal_repro/executor.py)
+  executor_train_rounds               rounds trained for the next line: 2 per worker, shaped as the timed ones
+  executor_train_flops_per_s          4 * N * real tokens / wall seconds of training those rounds on the
+                                      executor, as the stages do: the whole machine's training rate
   reference_padded_train_flops_per_s  4 * N * reference tokens (padding included) / reference training seconds
   matmul_flops_per_s                  the best measured torch.matmul FLOP/s (2*m*k*n / s) in the run's dtype
                                       and device, over the model's own layer shapes at the engine's tokens per
                                       step and a 2048^3 square product; matmul_best_shape says which won
   matmul_square_2048_flops_per_s      the 2048^3 product alone
-  train_flops_fraction_of_matmul      engine_train_flops_per_s / matmul_flops_per_s
+  train_flops_fraction_of_matmul      executor_train_flops_per_s / matmul_flops_per_s (both use every core)
+  round_train_flops_fraction_of_matmul  engine_train_flops_per_s / matmul_flops_per_s (one round at a time)
   generation_batch_size               prompts per batch in the batched run: the spec's evaluation.batch_size
                                       questions of its passages (fewer when there are fewer questions)
   batched_generation_tokens_per_s     engine.generate on those prompts at once (greedy)
@@ -249,11 +257,37 @@ def _warm_up(engine, ref_model, tokenizer) -> None:
     from seal_repro.engine import TrainConfig, TrainExample
 
     engine.reset(0)
-    engine.train([TrainExample("warm up the kernels")], TrainConfig(epochs=1), seed=0)
+    # Two sequences in one batch: the packing check (once per engine) and the packed path's first call.
+    engine.train([TrainExample("warm up the kernels"), TrainExample("and the packed rows")],
+                 TrainConfig(epochs=1, batch_size=2), seed=0)
     engine.reset(0)
     engine.generate(["warm up"], max_new_tokens=2, batch_size=1)
     with torch.no_grad():
         ref_model(**tokenizer("warm up the kernels", return_tensors="pt").to(ref_model.device))
+
+
+def _executor_training(engine, spec, settings: BenchSettings, passages, cfg) -> dict:
+    """The machine's training rate when the stages' executor trains rounds shaped like the timed ones (2 per
+    worker, training only): what one in-process round cannot show on a CPU, where the executor runs rounds side
+    by side in forked copies (seal_repro/executor.py)."""
+    import time
+
+    from seal_repro.engine import TrainExample
+    from seal_repro.executor import local_executor
+
+    ex = local_executor(spec)
+    rounds = _plan(spec, dataclasses.replace(settings, rounds=2 * ex.workers), passages)
+
+    def train(i: int) -> int:
+        rnd = rounds[i]
+        engine.reset(rnd.seed(spec.seed))
+        return engine.train([TrainExample(s) for s in rnd.sequences], cfg, seed=rnd.seed(spec.seed)).real_tokens
+
+    t0 = time.perf_counter()
+    tokens = sum(n for _, n in ex.map(train, len(rounds), engine.device))
+    seconds = time.perf_counter() - t0
+    return {"workers": ex.workers, "threads": ex.threads or 0, "rounds": len(rounds), "tokens": tokens,
+            "seconds": seconds}
 
 
 def _run_bench(spec, model_dir: Path, settings: BenchSettings) -> dict:
@@ -336,6 +370,8 @@ def _run_bench(spec, model_dir: Path, settings: BenchSettings) -> dict:
         gen = generation_throughput(engine, prompts, max_new_tokens=ev.max_new_tokens, batch_size=ev.batch_size)
         _log(f"generation: batched and one-at-a-time outputs identical: {gen['same_outputs']}")
 
+        engine.train = engine_train
+        throughput = _executor_training(engine, spec, settings, passages, cfg)
         real_tokens = sum(s.real_tokens for s in train_stats)
         train_seconds = sum(s.seconds for s in train_stats)
         steps = sum(s.steps for s in train_stats)
@@ -346,6 +382,7 @@ def _run_bench(spec, model_dir: Path, settings: BenchSettings) -> dict:
         ref_tokens = sum(r.trained_tokens for r in ref_rounds)
         ref_train_seconds = sum(r.train_seconds for r in ref_rounds)
         engine_flops = 4.0 * n_params * real_tokens / train_seconds
+        executor_flops = 4.0 * n_params * throughput["tokens"] / throughput["seconds"]
         engine_round = sum(engine_t) / len(engine_t)
         ref_round = sum(ref_t) / len(ref_t)
         return {
@@ -368,10 +405,15 @@ def _run_bench(spec, model_dir: Path, settings: BenchSettings) -> dict:
             "reference_train_real_tokens": sum(r.real_tokens for r in ref_rounds),
             "engine_train_flops_per_s": engine_flops,
             "reference_padded_train_flops_per_s": 4.0 * n_params * ref_tokens / ref_train_seconds,
+            "executor_workers": throughput["workers"],
+            "executor_threads_per_worker": throughput["threads"],
+            "executor_train_rounds": throughput["rounds"],
+            "executor_train_flops_per_s": executor_flops,
             "matmul_flops_per_s": mm[best_shape],
             "matmul_best_shape": "x".join(map(str, best_shape)),
             "matmul_square_2048_flops_per_s": mm[(SQUARE, SQUARE, SQUARE)],
-            "train_flops_fraction_of_matmul": engine_flops / mm[best_shape],
+            "train_flops_fraction_of_matmul": executor_flops / mm[best_shape],
+            "round_train_flops_fraction_of_matmul": engine_flops / mm[best_shape],
             "generation_batch_size": min(ev.batch_size, len(prompts)),
             "batched_generation_tokens_per_s": gen["batched_tokens_per_s"],
             "sequential_generation_tokens_per_s": gen["sequential_tokens_per_s"],

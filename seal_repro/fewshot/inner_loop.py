@@ -153,18 +153,44 @@ def compute_round(rnd: Round, engine: LoraEngine, predict_fn: PredictFn, spec) -
 
 
 def run_rounds(rounds: Sequence[Round], engine: LoraEngine, predict_fn: PredictFn, spec, model_fingerprint: str,
-               memo: Memo, desc: str = "inner loop") -> list[dict]:
-    """Run (or fetch from the memo) every round; one flat record per round, `solved` False for invalid self-edits."""
-    out = []
-    for rnd in tqdm(rounds, desc=desc, unit="round", dynamic_ncols=True):
+               memo: Memo, desc: str = "inner loop", executor=None) -> list[dict]:
+    """Run (or fetch from the memo) every round; one flat record per round, `solved` False for invalid self-edits.
+
+    `executor` (seal_repro.executor.LocalExecutor; default: this process) computes the rounds the memo lacks,
+    each distinct round once; each result is memoized as it arrives."""
+    from seal_repro.executor import LocalExecutor
+
+    results: list[dict | None] = [None] * len(rounds)
+    pending: dict[str, list[int]] = {}  # memo key -> the rounds it answers
+    for i, rnd in enumerate(rounds):
         if not rnd.valid:
-            result = {"seed": None, "train": None, "responses": [], "attempts": [], "solved": False}
-        else:
-            key = round_key(rnd, spec, model_fingerprint)
-            result = memo.get(key)
-            if result is None:
-                result = compute_round(rnd, engine, predict_fn, spec)
-                memo.put(key, result)
+            results[i] = {"seed": None, "train": None, "responses": [], "attempts": [], "solved": False}
+            continue
+        key = round_key(rnd, spec, model_fingerprint)
+        if key in pending:  # the same round twice: computed once, the copy counted as a hit
+            pending[key].append(i)
+            if memo.enabled:
+                memo.hits += 1
+            else:
+                memo.misses += 1
+            continue
+        results[i] = memo.get(key)
+        if results[i] is None:
+            pending[key] = [i]
+    keys = list(pending)
+    first = [rounds[pending[k][0]] for k in keys]
+    with tqdm(total=len(rounds), initial=len(rounds) - sum(map(len, pending.values())), desc=desc, unit="round",
+              dynamic_ncols=True) as bar:
+        work = (executor or LocalExecutor()).map(
+            lambda j: compute_round(first[j], engine, predict_fn, spec), len(keys),
+            engine.device if engine is not None else "cpu", describe=lambda j: f"round {first[j].condition}/{first[j].task.id}")
+        for j, result in work:
+            memo.put(keys[j], result)
+            for i in pending[keys[j]]:
+                results[i] = result
+            bar.update(len(pending[keys[j]]))
+    out = []
+    for rnd, result in zip(rounds, results):
         out.append({
             "condition": rnd.condition, "task_id": rnd.task.id, "self_edit_index": rnd.self_edit_index,
             "self_edit_text": rnd.text, "self_edit": json.loads(rnd.self_edit.to_json()) if rnd.self_edit else None,

@@ -22,6 +22,7 @@ from seal_repro.fewshot.self_edit import (
     TrainingChoice,
 )
 from seal_repro.spec.base import SpecPath, Strict, unique_items
+from seal_repro.spec.executor import LocalExecutor
 from seal_repro.spec.inner_loop import LoraSpec
 from seal_repro.spec.model import ModelSpec
 from seal_repro.spec.self_edit import SamplingSpec
@@ -193,6 +194,8 @@ class FewShotSpec(Strict):
     rl: FewShotRLSpec = FewShotRLSpec()
     evaluation: FewShotEvaluationSpec = FewShotEvaluationSpec()
     conditions: tuple[FewShotCondition, ...] = ALL_FEWSHOT_CONDITIONS
+    executor: LocalExecutor = Field(LocalExecutor(), description="where TTT rounds run: the stage's process, or "
+                                    "forked copies of it side by side (CPU); changes no result, left out of the hash")
 
     @field_validator("conditions")
     @classmethod

@@ -40,6 +40,7 @@ def run(args):
     set_threads()
     from seal_repro import models
     from seal_repro.engine import LoraEngine
+    from seal_repro.executor import local_executor
     from seal_repro.knowledge.cpt import FullEngine, corpus, examples, train_config
     from seal_repro.lmeval_glue import QAScorer
     from seal_repro.memo import Memo, fingerprint_model_dir, key_of
@@ -57,8 +58,7 @@ def run(args):
     lora = cpt.lora or spec.inner_loop.lora
     fingerprint = fingerprint_model_dir(model_dir)
     memo = Memo(enabled=not args.no_memo)
-    engine = scorer = None
-    records, stats = [], {}
+    plan = []  # (condition, corpus, memo key, memoized result or None)
     for cond in cpt.conditions:
         seqs = corpus(cond, passages, base_edits, seal_edits, spec)
         key = key_of({
@@ -67,24 +67,43 @@ def run(args):
             "train": cfg.__dict__, "seed": spec.seed, "questions": qids, "answer_prompt": ev.answer_prompt,
             "max_new_tokens": ev.max_new_tokens,
         })
-        result = memo.get(key)
-        if result is None:
-            if cpt.method == "full" or engine is None:
-                engine = scorer = None
-                gc.collect()
-                model, tok = models.load(spec.model, model_dir)
-                engine = FullEngine(model, tok) if cpt.method == "full" else LoraEngine(model, tok, lora)
-                scorer = QAScorer(engine.base_model, tok, questions_file=data / "questions.jsonl",
-                                  answer_prompt=ev.answer_prompt, max_new_tokens=ev.max_new_tokens,
-                                  batch_size=ev.batch_size, chat_template=spec.model.chat_template)
-            engine.reset(spec.seed)
-            train = None
-            if seqs:
-                s = engine.train(examples(seqs), cfg, seed=spec.seed)
-                train = {"steps": s.steps, "real_tokens": s.real_tokens, "seconds": round(s.seconds, 3),
-                         "final_loss": s.final_loss}
-            result = {"train": train, "answers": scorer.score(qids)}
+        plan.append((cond, seqs, key, memo.get(key)))
+    todo = [i for i, (*_, done) in enumerate(plan) if done is None]
+    kit = {}
+
+    def build():
+        kit.clear()
+        gc.collect()
+        model, tok = models.load(spec.model, model_dir)
+        kit["engine"] = FullEngine(model, tok) if cpt.method == "full" else LoraEngine(model, tok, lora)
+        kit["scorer"] = QAScorer(kit["engine"].base_model, tok, questions_file=data / "questions.jsonl",
+                                 answer_prompt=ev.answer_prompt, max_new_tokens=ev.max_new_tokens,
+                                 batch_size=ev.batch_size, chat_template=spec.model.chat_template)
+
+    def train_and_score(j: int) -> dict:
+        _, seqs, _, _ = plan[todo[j]]
+        if cpt.method == "full" and kit.get("trained"):
+            build()  # full fine-tuning changed the weights: the next condition starts from the base model again
+        engine = kit["engine"]
+        engine.reset(spec.seed)
+        train = None
+        if seqs:
+            st = engine.train(examples(seqs), cfg, seed=spec.seed)
+            kit["trained"] = True
+            train = {"steps": st.steps, "real_tokens": st.real_tokens, "seconds": round(st.seconds, 3),
+                     "final_loss": st.final_loss}
+        return {"train": train, "answers": kit["scorer"].score(qids)}
+
+    if todo:
+        build()
+        # The conditions are independent: the local executor's forked copies train them side by side.
+        for j, result in local_executor(spec).map(train_and_score, len(todo), kit["engine"].device,
+                                                  describe=lambda j: f"cpt condition {plan[todo[j]][0]}"):
+            cond, seqs, key, _ = plan[todo[j]]
             memo.put(key, result)
+            plan[todo[j]] = (cond, seqs, key, result)
+    records, stats = [], {}
+    for cond, seqs, _, result in plan:
         answers = {a["question_id"]: a for a in result["answers"]}
         rounds = [{"condition": cond, "passage_id": p.id, "self_edit_index": 0, "repeat": 0,
                    "answers": [answers[q.id] for q in p.questions]} for p in passages]

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from seal_repro import models
 from seal_repro.engine import LoraEngine
+from seal_repro.executor import local_executor
 from seal_repro.fewshot.inner_loop import plan_rounds, run_rounds
 from seal_repro.io import write_json, write_jsonl
 from seal_repro.memo import Memo, fingerprint_model_dir
@@ -51,7 +52,8 @@ def run(args):
                              max_new_tokens=ev.max_new_tokens, batch_size=ev.batch_size,
                              chat_template=spec.model.chat_template)
     memo = Memo(enabled=not args.no_memo)
-    records = run_rounds(rounds, engine, predictor, spec, fingerprint_model_dir(model_dir), memo, desc=args.condition)
+    records = run_rounds(rounds, engine, predictor, spec, fingerprint_model_dir(model_dir), memo, desc=args.condition,
+                         executor=local_executor(spec))
     write_jsonl(out / "records.jsonl", records)
     write_json(out / "summary.json", {
         "condition": args.condition, "skipped": False, "rounds": len(records),

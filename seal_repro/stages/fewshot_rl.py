@@ -11,6 +11,7 @@ from pathlib import Path
 
 from seal_repro import models
 from seal_repro.engine import LoraEngine
+from seal_repro.executor import local_executor
 from seal_repro.fewshot.inner_loop import run_rounds
 from seal_repro.fewshot.rl import rest_em, sample_self_edits
 from seal_repro.io import read_json, read_jsonl, write_json, write_jsonl
@@ -67,7 +68,8 @@ def run(args):
     memo = Memo(enabled=not args.no_memo)
     fingerprint = fingerprint_model_dir(model_dir)
     result = rest_em(spec, train_tasks, policy,
-                     lambda rounds: run_rounds(rounds, ttt, predictor, spec, fingerprint, memo, desc="rl rounds"))
+                     lambda rounds: run_rounds(rounds, ttt, predictor, spec, fingerprint, memo, desc="rl rounds",
+                                               executor=local_executor(spec)))
     policy.save_adapter(out / "policy")
     rows, reused = [], False
     if not result.trained:

@@ -121,3 +121,24 @@ def test_an_adapter_that_trained_but_changed_nothing_fails_the_round(tiny_spec, 
     with pytest.raises(AdapterNotApplied, match=rf"adapter for task {task.id} \(ttt_no_rl\) left the model's logits"):
         compute_round(rnd, engine, truth_predictor(task, tiny_spec, calls), tiny_spec)
     assert calls == [8]  # the broken round was never scored
+
+
+def test_rounds_in_forked_copies_equal_the_in_process_ones(tiny_spec, tiny_loaded, task, tmp_path):
+    from seal_repro.executor import LocalExecutor
+
+    model, tok = tiny_loaded
+    engine = LoraEngine(model, tok, tiny_spec.inner_loop.lora)
+    other = SelfEdit(augmentations=EDIT.augmentations, training=TrainingChoice(loss_on="output_tokens",
+                                                                                learning_rate=0.005, epochs=1))
+    texts = [EDIT.to_json(), "{broken", other.to_json(), EDIT.to_json()]  # a duplicate too: computed once
+    rounds = plan_rounds("ttt_no_rl", [task], {task.id: texts}, tiny_spec)
+    here = run_rounds(rounds, engine, truth_predictor(task, tiny_spec, []), tiny_spec, "fp", Memo(enabled=False))
+    memo = Memo(tmp_path / "memo")
+    there = run_rounds(rounds, engine, truth_predictor(task, tiny_spec, []), tiny_spec, "fp", memo,
+                       executor=LocalExecutor(workers=2, threads=1))
+
+    def same(recs):
+        return [{**r, "train": r["train"] and {k: v for k, v in r["train"].items() if k != "seconds"}} for r in recs]
+
+    assert same(there) == same(here)
+    assert memo.hits == 1 and memo.misses == 2

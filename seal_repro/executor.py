@@ -115,7 +115,7 @@ class LocalExecutor:
             for i in range(n):
                 yield i, fn(i)
             return
-        yield from _forked_map(fn, n, workers, self.threads or max(1, _thread_budget() // workers), describe)
+        yield from _forked_map(fn, n, workers, self.threads or max(1, thread_budget() // workers), describe)
 
     def close(self) -> None:
         pass
@@ -153,8 +153,8 @@ def _forked_map(fn, n: int, workers: int, threads: int, describe) -> Iterator[tu
         _FORKED = None
 
 
-def _thread_budget() -> int:
-    """The torch threads a stage may use (SEAL_REPRO_THREADS, else every core), as stages._common.set_threads."""
+def thread_budget() -> int:
+    """The torch threads a stage may use: SEAL_REPRO_THREADS, else every core."""
     return int(os.environ.get("SEAL_REPRO_THREADS", "0")) or os.cpu_count() or 1
 
 
@@ -389,8 +389,8 @@ def local_executor(spec) -> LocalExecutor:
         return LocalExecutor()
     from seal_repro.models import resolve_device
 
-    return LocalExecutor(*ex.resolve(_thread_budget(), resolve_device(spec.model.device) == "cpu"))
+    return LocalExecutor(*ex.resolve(thread_budget(), resolve_device(spec.model.device) == "cpu"))
 
 
 __all__ = ["KILL_FILE_ENV", "LocalExecutor", "RayExecutor", "RoundWorker", "WorkerLost", "WorkerRecipe",
-           "local_executor", "make_executor"]
+           "local_executor", "make_executor", "thread_budget"]

@@ -42,8 +42,9 @@ def stage_main(description: str, add_args: Callable[[argparse.ArgumentParser], N
 def set_threads() -> None:
     import torch
 
-    n = int(os.environ.get("SEAL_REPRO_THREADS", "0")) or os.cpu_count() or 1
-    torch.set_num_threads(n)
+    from seal_repro.executor import thread_budget
+
+    torch.set_num_threads(thread_budget())
 
 
 def write_skipped(out: Path, reason: str, summary: dict | None = None, jsonl: tuple[str, ...] = ("records.jsonl",)) -> None:

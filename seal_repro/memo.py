@@ -12,6 +12,7 @@ import hashlib
 import json
 import os
 from pathlib import Path
+from typing import Callable, Iterator, Sequence
 
 from seal_repro.io import atomic_write_text
 
@@ -55,6 +56,41 @@ class Memo:
     def put(self, key: str, value: dict) -> None:
         if self.enabled:
             atomic_write_text(self._path(key), json.dumps(value, sort_keys=True, ensure_ascii=False))
+
+
+def memoized(memo: Memo, keys: Sequence[str | None], compute: Callable[[list[int]], Iterator[tuple[int, dict]]],
+             desc: str) -> list[dict | None]:
+    """The result for each item: from the memo, or computed once per distinct key and memoized as it arrives.
+
+    `keys[i]` None: item i is left None (nothing to compute). `compute(todo)` gets the index of the first item
+    of every distinct key the memo lacks and yields (position in todo, result) in any order; a copy of an
+    item is counted as a hit, as a one-by-one loop would count it once the first copy is memoized."""
+    from tqdm import tqdm
+
+    results: list[dict | None] = [None] * len(keys)
+    pending: dict[str, list[int]] = {}  # memo key -> the items it answers
+    for i, key in enumerate(keys):
+        if key is None:
+            continue
+        if key in pending:
+            pending[key].append(i)
+            if memo.enabled:
+                memo.hits += 1
+            else:
+                memo.misses += 1
+            continue
+        results[i] = memo.get(key)
+        if results[i] is None:
+            pending[key] = [i]
+    todo_keys = list(pending)
+    with tqdm(total=len(keys), initial=len(keys) - sum(map(len, pending.values())), desc=desc, unit="round",
+              dynamic_ncols=True) as bar:
+        for j, result in compute([pending[k][0] for k in todo_keys]):
+            memo.put(todo_keys[j], result)
+            for i in pending[todo_keys[j]]:
+                results[i] = result
+            bar.update(len(pending[todo_keys[j]]))
+    return results
 
 
 def fingerprint_model_dir(path: str | Path) -> str:

@@ -14,7 +14,6 @@ import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from tqdm import tqdm
 
 from seal_repro.engine import LoraEngine, TrainConfig, TrainExample, render_prompt
 from seal_repro.errors import AdapterNotApplied
@@ -24,7 +23,7 @@ from seal_repro.fewshot.self_edit import SelfEdit, parse_self_edit
 from seal_repro.fewshot.tasks import Task
 from seal_repro.fewshot.ttt_data import build_ttt_examples
 from seal_repro.fewshot.vote import predict_with_votes, task_solved
-from seal_repro.memo import Memo, key_of
+from seal_repro.memo import Memo, key_of, memoized
 
 PredictFn = Callable[[list[str]], list[str]]
 ROUND_VERSION = "fewshot-round-1"  # bump when a change here changes what a round returns
@@ -160,40 +159,20 @@ def run_rounds(rounds: Sequence[Round], engine: LoraEngine, predict_fn: PredictF
     each distinct round once; each result is memoized as it arrives."""
     from seal_repro.executor import LocalExecutor
 
-    results: list[dict | None] = [None] * len(rounds)
-    pending: dict[str, list[int]] = {}  # memo key -> the rounds it answers
-    for i, rnd in enumerate(rounds):
-        if not rnd.valid:
-            results[i] = {"seed": None, "train": None, "responses": [], "attempts": [], "solved": False}
-            continue
-        key = round_key(rnd, spec, model_fingerprint)
-        if key in pending:  # the same round twice: computed once, the copy counted as a hit
-            pending[key].append(i)
-            if memo.enabled:
-                memo.hits += 1
-            else:
-                memo.misses += 1
-            continue
-        results[i] = memo.get(key)
-        if results[i] is None:
-            pending[key] = [i]
-    keys = list(pending)
-    first = [rounds[pending[k][0]] for k in keys]
-    with tqdm(total=len(rounds), initial=len(rounds) - sum(map(len, pending.values())), desc=desc, unit="round",
-              dynamic_ncols=True) as bar:
-        work = (executor or LocalExecutor()).map(
-            lambda j: compute_round(first[j], engine, predict_fn, spec), len(keys),
-            engine.device if engine is not None else "cpu", describe=lambda j: f"round {first[j].condition}/{first[j].task.id}")
-        for j, result in work:
-            memo.put(keys[j], result)
-            for i in pending[keys[j]]:
-                results[i] = result
-            bar.update(len(pending[keys[j]]))
+    def compute(todo: list[int]):
+        return (executor or LocalExecutor()).map(
+            lambda j: compute_round(rounds[todo[j]], engine, predict_fn, spec), len(todo),
+            engine.device if engine is not None else "cpu",
+            describe=lambda j: f"round {rounds[todo[j]].condition}/{rounds[todo[j]].task.id}")
+
+    keys = [round_key(rnd, spec, model_fingerprint) if rnd.valid else None for rnd in rounds]
+    results = memoized(memo, keys, compute, desc)
+    invalid = {"seed": None, "train": None, "responses": [], "attempts": [], "solved": False}
     out = []
     for rnd, result in zip(rounds, results):
         out.append({
             "condition": rnd.condition, "task_id": rnd.task.id, "self_edit_index": rnd.self_edit_index,
             "self_edit_text": rnd.text, "self_edit": json.loads(rnd.self_edit.to_json()) if rnd.self_edit else None,
-            "valid": rnd.valid, "failure": rnd.failure, **result,
+            "valid": rnd.valid, "failure": rnd.failure, **(result if rnd.valid else invalid),
         })
     return out

@@ -11,14 +11,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Sequence
 
-from tqdm import tqdm
 
 from seal_repro.data.records import Passage
 from seal_repro.engine import LoraEngine, TrainConfig, TrainExample
 from seal_repro.errors import AdapterNotApplied
 from seal_repro.executor import LocalExecutor
 from seal_repro.knowledge.sequences import training_sequences
-from seal_repro.memo import Memo, key_of
+from seal_repro.memo import Memo, key_of, memoized
 from seal_repro.spec.experiment import ExperimentSpec
 
 ScoreFn = Callable[[list[str]], list[dict]]
@@ -83,32 +82,14 @@ def run_rounds(rounds: Sequence[Round], engine: LoraEngine, score_fn: ScoreFn, s
     `first_adapter_dir`: where rounds[0]'s adapter is saved if this call computes it (a local executor does).
     """
     cfg = TrainConfig.from_inner_loop(spec.inner_loop)
-    results: list[dict | None] = [None] * len(rounds)
-    pending: dict[str, list[int]] = {}  # memo key -> the rounds it answers (identical rounds are computed once)
-    for i, rnd in enumerate(rounds):
-        key = round_key(rnd, spec, model_fingerprint)
-        if key in pending:  # counted as a one-by-one loop would: a hit once the first copy is memoized
-            pending[key].append(i)
-            if memo.enabled:
-                memo.hits += 1
-            else:
-                memo.misses += 1
-            continue
-        results[i] = memo.get(key)
-        if results[i] is None:
-            pending[key] = [i]
-    keys = list(pending)
-    if first_adapter_dir is not None and not (keys and pending[keys[0]][0] == 0):
-        first_adapter_dir = None  # rounds[0] came from the memo: nothing trains it here
-    with tqdm(total=len(rounds), initial=len(rounds) - sum(map(len, pending.values())), desc=desc, unit="round",
-              dynamic_ncols=True) as bar:
-        todo = [rounds[pending[k][0]] for k in keys]
-        for j, result in (executor or LocalExecutor()).compute(todo, engine, score_fn, cfg, spec.seed,
-                                                               first_adapter_dir=first_adapter_dir):
-            memo.put(keys[j], result)
-            for i in pending[keys[j]]:
-                results[i] = result
-            bar.update(len(pending[keys[j]]))
+
+    def compute(todo: list[int]):
+        # rounds[0]'s adapter is saved only where this call trains it (not when it comes from the memo)
+        adapter_dir = first_adapter_dir if todo[:1] == [0] else None
+        return (executor or LocalExecutor()).compute([rounds[i] for i in todo], engine, score_fn, cfg, spec.seed,
+                                                     first_adapter_dir=adapter_dir)
+
+    results = memoized(memo, [round_key(rnd, spec, model_fingerprint) for rnd in rounds], compute, desc)
     out = []
     for rnd, result in zip(rounds, results):
         out.append({

@@ -227,7 +227,18 @@ class LoraEngine:
         return not torch.allclose(adapted, base, atol=atol)
 
     def save_adapter(self, path) -> None:
+        """A standard PEFT adapter folder, byte-for-byte the same for the same weights: PEFT writes
+        target_modules from a set, in an order that changes with each process's string hashing, which would
+        change the folder's hash (DVC re-runs everything downstream) and every memo key naming the adapter."""
+        import json
+        from pathlib import Path
+
         self.peft_model.save_pretrained(str(path))
+        config = Path(path) / "adapter_config.json"
+        data = json.loads(config.read_text(encoding="utf-8"))
+        if isinstance(data.get("target_modules"), list):
+            data["target_modules"] = sorted(data["target_modules"])
+        config.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n", encoding="utf-8")
 
 
 class _StopOnText:

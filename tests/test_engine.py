@@ -110,3 +110,21 @@ def test_batches_never_pad_more_than_their_real_tokens():
     assert sorted(map(len, _length_grouped_batches(tiny, 4, torch.Generator().manual_seed(0)))) == [4, 4]
     plain = _length_grouped_batches(encoded, 4, torch.Generator().manual_seed(0), bound_padding=False)
     assert sorted(map(len, plain)) == [4, 4]  # the reference-compatible mode keeps fixed-size batches
+
+
+def test_saved_adapter_config_is_the_same_bytes_in_every_process(tiny_model_dir, tmp_path):
+    import subprocess
+    import sys
+
+    code = ("import sys, torch; from seal_repro.engine import LoraEngine; from seal_repro.models import load; "
+            "from seal_repro.spec.model import ModelSpec; from seal_repro.spec.inner_loop import LoraSpec; "
+            f"m, t = load(ModelSpec(source='local', path={str(tiny_model_dir)!r}, chat_template=False), "
+            f"__import__('pathlib').Path({str(tiny_model_dir)!r})); "
+            "e = LoraEngine(m, t, LoraSpec(rank=2, alpha=4)); e.reset(0); e.save_adapter(sys.argv[1])")
+    configs = []
+    for seed in ("1", "2", "3"):  # string hashing, and so set order, differs between these processes
+        out = tmp_path / seed
+        subprocess.run([sys.executable, "-c", code, str(out)], check=True, env={**__import__("os").environ,
+                                                                            "PYTHONHASHSEED": seed})
+        configs.append((out / "adapter_config.json").read_bytes())
+    assert configs[0] == configs[1] == configs[2]

@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import math
 import time
+import types
 from dataclasses import dataclass, field
 from typing import Literal, Sequence
 
@@ -79,6 +80,7 @@ class LoraEngine:
     def __init__(self, model, tokenizer, lora: LoraSpec, adapter_name: str = "default"):
         from peft import LoraConfig, get_peft_model
         from peft.tuners.lora import LoraLayer
+        from peft.tuners.lora import Linear as PeftLinear
 
         for p in model.parameters():
             p.requires_grad_(False)
@@ -91,6 +93,9 @@ class LoraEngine:
         self.peft_model = get_peft_model(model, config, adapter_name=adapter_name)
         self.base_model = self.peft_model.get_base_model()  # LoRA layers injected; a PreTrainedModel
         self._lora_layers = [m for m in self.peft_model.modules() if isinstance(m, LoraLayer)]
+        for layer in self._lora_layers:
+            if isinstance(layer, PeftLinear):
+                layer.forward = types.MethodType(_fused_lora_forward, layer)
         self.trainable = [p for p in self.peft_model.parameters() if p.requires_grad]
         self._bind_device(model)
         self.peft_model.eval()
@@ -239,6 +244,27 @@ class LoraEngine:
         if isinstance(data.get("target_modules"), list):
             data["target_modules"] = sorted(data["target_modules"])
         config.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+
+
+def _fused_lora_forward(self, x: torch.Tensor, *args, **kwargs) -> torch.Tensor:
+    """PEFT's LoRA `Linear.forward` for the plain case — one active adapter, no dropout, not merged, no variant,
+    inputs in the adapter's dtype — as two matmuls and one `addmm`: W x + s·B(A x) with the scaling s and the sum
+    inside the `addmm`. PEFT computes `result + lora_B(lora_A(x)) * scaling`, which writes two more activation-
+    sized tensors per layer (and reads them again in the backward); with 7 adapted layers per block on a CPU that
+    cost ~5% of a training step. Why by hand: PEFT has no fused path for this. Every other case, and any call
+    with arguments we do not know, goes to PEFT's own forward."""
+    names = self.active_adapters
+    name = names[0] if len(names) == 1 else None
+    if (args or kwargs or self.disable_adapters or self.merged or name not in self.lora_A
+            or name in self.lora_variant or not isinstance(self.lora_dropout[name], torch.nn.Identity)
+            or x.dtype != self.lora_A[name].weight.dtype or x.dtype != self.base_layer.weight.dtype
+            or not isinstance(self.base_layer, torch.nn.Linear)):
+        return type(self).forward(self, x, *args, **kwargs)
+    flat = x.reshape(-1, x.shape[-1])
+    weight, bias = self.base_layer.weight, self.base_layer.bias
+    base = flat @ weight.t() if bias is None else torch.addmm(bias, flat, weight.t())
+    out = torch.addmm(base, flat @ self.lora_A[name].weight.t(), self.lora_B[name].weight.t(), alpha=self.scaling[name])
+    return out.view(*x.shape[:-1], out.shape[-1])
 
 
 class _StopOnText:

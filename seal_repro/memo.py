@@ -17,7 +17,7 @@ from typing import Callable, Iterator, Sequence
 from seal_repro.io import atomic_write_text
 
 # Bump when a change to the engine or scoring changes what a round returns for the same inputs.
-ENGINE_VERSION = "4"
+ENGINE_VERSION = "5"
 
 
 def default_root() -> Path:

@@ -128,3 +128,39 @@ def test_saved_adapter_config_is_the_same_bytes_in_every_process(tiny_model_dir,
                                                                             "PYTHONHASHSEED": seed})
         configs.append((out / "adapter_config.json").read_bytes())
     assert configs[0] == configs[1] == configs[2]
+
+
+def _lora_linears(engine):
+    from peft.tuners.lora import Linear
+
+    return [m for m in engine.peft_model.modules() if isinstance(m, Linear)]
+
+
+def test_fused_lora_forward_matches_peft_forward_and_gradients(engine):
+    """The engine's LoRA forward (one addmm, seal_repro/engine.py) gives PEFT's outputs and gradients."""
+    engine.reset(3)
+    for layer in _lora_linears(engine):  # a non-zero B, so the adapter contributes
+        torch.nn.init.normal_(layer.lora_B["default"].weight, std=0.1)
+    layers = _lora_linears(engine)
+    assert layers and all("forward" in vars(layer) for layer in layers)  # installed on every adapted layer
+    ids = torch.tensor([engine.tokenizer(TEXTS[0], add_special_tokens=False)["input_ids"]])
+
+    def loss_and_grads():
+        engine.peft_model.zero_grad(set_to_none=True)
+        out = engine.peft_model(input_ids=ids, labels=ids)
+        out.loss.backward()
+        return out.logits.detach(), [p.grad.clone() for p in engine.trainable]
+
+    fused_logits, fused_grads = loss_and_grads()
+    saved = {layer: vars(layer).pop("forward") for layer in layers}  # back to PEFT's class forward
+    try:
+        peft_logits, peft_grads = loss_and_grads()
+    finally:
+        for layer, fwd in saved.items():
+            layer.forward = fwd
+    torch.testing.assert_close(fused_logits, peft_logits, rtol=1e-5, atol=1e-5)
+    for a, b in zip(fused_grads, peft_grads):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6)
+    with engine.peft_model.disable_adapter():  # the disabled adapter goes through PEFT's path: the base model
+        base = engine.peft_model(input_ids=ids).logits
+    assert not torch.allclose(base, fused_logits, atol=1e-4)

@@ -33,7 +33,7 @@ Output, one `name=value` per line on stdout (logs go to stderr), the last line a
   executor_workers, executor_threads_per_worker
                                       how the stages run rounds here: the spec's local executor (on a CPU,
                                       forked copies of the process side by side, seal_repro/executor.py)
-  executor_train_rounds               rounds trained for the next line: 2 per worker, shaped as the timed ones
+  executor_train_rounds               rounds trained for the next line: 4 per worker, shaped as the timed ones
   executor_train_flops_per_s          4 * N * real tokens / wall seconds of training those rounds on the
                                       executor, as the stages do: the whole machine's training rate
   reference_padded_train_flops_per_s  4 * N * reference tokens (padding included) / reference training seconds
@@ -76,6 +76,10 @@ CONDITIONS = ("passage", "teacher_synthetic")
 QUICK = {"rounds": 1, "epochs": 2, "condition": "teacher_synthetic", "self_edit_lines": 3}
 ANSWERS = ("lm-eval", "generate")
 SQUARE = 2048
+# Rounds each executor worker trains for executor_train_flops_per_s: enough that starting the forked copies
+# (milliseconds) and each copy's first step (its heap pages copied from the parent's on first write) are a small
+# part of the wall time.
+EXECUTOR_ROUNDS_PER_WORKER = 4
 
 
 @dataclasses.dataclass(frozen=True)
@@ -267,7 +271,7 @@ def _warm_up(engine, ref_model, tokenizer) -> None:
 
 
 def _executor_training(engine, spec, settings: BenchSettings, passages, cfg) -> dict:
-    """The machine's training rate when the stages' executor trains rounds shaped like the timed ones (2 per
+    """The machine's training rate when the stages' executor trains rounds shaped like the timed ones (EXECUTOR_ROUNDS_PER_WORKER per
     worker, training only): what one in-process round cannot show on a CPU, where the executor runs rounds side
     by side in forked copies (seal_repro/executor.py)."""
     import time
@@ -276,17 +280,18 @@ def _executor_training(engine, spec, settings: BenchSettings, passages, cfg) -> 
     from seal_repro.executor import local_executor
 
     ex = local_executor(spec)
-    rounds = _plan(spec, dataclasses.replace(settings, rounds=2 * ex.workers), passages)
+    n = EXECUTOR_ROUNDS_PER_WORKER * ex.workers
+    rounds = _plan(spec, dataclasses.replace(settings, rounds=n), passages)
 
     def train(i: int) -> int:
-        rnd = rounds[i]
+        rnd = rounds[i % len(rounds)]  # the plan may hold fewer rounds (one per passage): take them again
         engine.reset(rnd.seed(spec.seed))
         return engine.train([TrainExample(s) for s in rnd.sequences], cfg, seed=rnd.seed(spec.seed)).real_tokens
 
     t0 = time.perf_counter()
-    tokens = sum(n for _, n in ex.map(train, len(rounds), engine.device))
+    tokens = sum(k for _, k in ex.map(train, n, engine.device))
     seconds = time.perf_counter() - t0
-    return {"workers": ex.workers, "threads": ex.threads or 0, "rounds": len(rounds), "tokens": tokens,
+    return {"workers": ex.workers, "threads": ex.threads or 0, "rounds": n, "tokens": tokens,
             "seconds": seconds}
 
 
@@ -351,6 +356,11 @@ def _run_bench(spec, model_dir: Path, settings: BenchSettings) -> dict:
             engine_preds += [a["prediction"] for a in res["answers"]]
             _log(f"engine round {k}/{len(rounds)}: {engine_t[-1]:.2f} s")
 
+        engine.train = engine_train
+        # Before the reference rounds: their 2048-token steps grow this process's heap by gigabytes, which the
+        # forked copies would inherit; a stage's process never holds that.
+        throughput = _executor_training(engine, spec, settings, passages, cfg)
+
         reference = ReferenceInnerLoop(ref_model, ref_tok, lora, cfg, answer_prompt=ev.answer_prompt,
                                        max_new_tokens=ev.max_new_tokens, chat_template=spec.model.chat_template,
                                        work_dir=Path(tmp) / "trainer")
@@ -370,8 +380,6 @@ def _run_bench(spec, model_dir: Path, settings: BenchSettings) -> dict:
         gen = generation_throughput(engine, prompts, max_new_tokens=ev.max_new_tokens, batch_size=ev.batch_size)
         _log(f"generation: batched and one-at-a-time outputs identical: {gen['same_outputs']}")
 
-        engine.train = engine_train
-        throughput = _executor_training(engine, spec, settings, passages, cfg)
         real_tokens = sum(s.real_tokens for s in train_stats)
         train_seconds = sum(s.seconds for s in train_stats)
         steps = sum(s.steps for s in train_stats)

@@ -40,11 +40,14 @@ def stage_main(description: str, add_args: Callable[[argparse.ArgumentParser], N
 
 
 def set_threads() -> None:
+    """torch's thread budget for this stage, and the CPU allocator settings training wants (seal_repro/cpu.py)."""
     import torch
 
+    from seal_repro.cpu import tune_allocator
     from seal_repro.executor import thread_budget
 
     torch.set_num_threads(thread_budget())
+    tune_allocator()
 
 
 def write_skipped(out: Path, reason: str, summary: dict | None = None, jsonl: tuple[str, ...] = ("records.jsonl",)) -> None:

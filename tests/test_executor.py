@@ -18,6 +18,7 @@ from seal_repro.data.records import Passage, Question
 from seal_repro.errors import UserError
 from seal_repro.executor import KILL_FILE_ENV, LocalExecutor, RayExecutor, WorkerRecipe, make_executor
 from seal_repro.knowledge.inner_loop import plan_rounds, run_rounds
+from seal_repro.memory import without_measurements
 from seal_repro.memo import Memo
 from seal_repro.spec.executor import LocalExecutor as LocalExecutorSpec
 from seal_repro.spec.executor import RayExecutor as RayExecutorSpec
@@ -228,8 +229,8 @@ def kit(tiny_model_dir, tmp_path_factory):
 
 
 def _same(records: list[dict]) -> list[dict]:
-    """Records without wall-clock times, the one thing two computations of a round may differ in."""
-    return [{**r, "train": r["train"] and {k: v for k, v in r["train"].items() if k != "seconds"}} for r in records]
+    """Records without wall-clock times and peak memory, the things two computations of a round may differ in."""
+    return without_measurements(records)
 
 
 @pytest.fixture(scope="module")

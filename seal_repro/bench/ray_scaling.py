@@ -42,15 +42,12 @@ def _emit(name: str, value) -> None:
     print(f"{name}={value}", flush=True)
 
 
-def _same(records: list[dict]) -> list[dict]:
-    return [{**r, "train": r["train"] and {k: v for k, v in r["train"].items() if k != "seconds"}} for r in records]
-
-
 def run(args) -> int:
     from seal_repro.errors import UserError
     from seal_repro.executor import RayExecutor, WorkerRecipe, _import_ray
     from seal_repro.io import write_jsonl
     from seal_repro.knowledge.inner_loop import plan_rounds, run_rounds
+    from seal_repro.memory import without_measurements
     from seal_repro.memo import Memo
     from seal_repro.spec import load_spec
     from seal_repro.spec.executor import RayExecutor as RayExecutorSpec
@@ -112,7 +109,7 @@ def run(args) -> int:
         finally:
             if started:
                 ray.shutdown()
-    _emit("results_identical", str(_same(records[1]) == _same(records[2])).lower())
+    _emit("results_identical", str(without_measurements(records[1]) == without_measurements(records[2])).lower())
     _emit("load_average_1min_after", os.getloadavg()[0])
     _emit("ray_speedup_2_vs_1_workers", rate[2] / rate[1])
     return 0

@@ -24,6 +24,7 @@ from seal_repro.fewshot.tasks import Task
 from seal_repro.fewshot.ttt_data import build_ttt_examples
 from seal_repro.fewshot.vote import predict_with_votes, task_solved
 from seal_repro.memo import Memo, key_of, memoized
+from seal_repro.memory import PeakMemory
 
 PredictFn = Callable[[list[str]], list[str]]
 ROUND_VERSION = "fewshot-round-1"  # bump when a change here changes what a round returns
@@ -122,20 +123,11 @@ def round_key(rnd: Round, spec, model_fingerprint: str) -> str:
 
 
 def compute_round(rnd: Round, engine: LoraEngine, predict_fn: PredictFn, spec) -> dict:
+    """Reset, train on the self-edit's TTT data, check the adapter took, predict with votes; `memory` is the
+    round's peak memory (seal_repro/memory.py)."""
     seed = rnd.seed(spec.seed)
     engine.reset(seed)  # B = 0: the model is the base model until trained
     train = None
-    if rnd.self_edit is not None:
-        examples, dropped = ttt_examples(rnd.task, rnd.self_edit, spec, seed, engine.tokenizer)
-        stats = engine.train(examples, train_config(rnd.self_edit, spec), seed=seed)
-        # Zero steps is legitimate (every example too long); steps that changed nothing mean a broken adapter.
-        if stats.steps and not engine.logits_differ_from_base():
-            raise AdapterNotApplied(
-                f"adapter for task {rnd.task.id} ({rnd.condition}) left the model's logits unchanged after "
-                f"{stats.steps} steps (check the self-edit's learning_rate / inner_loop.lora.target_modules)"
-            )
-        train = {"examples": len(examples), "dropped_too_long": dropped, "steps": stats.steps,
-                 "real_tokens": stats.real_tokens, "seconds": round(stats.seconds, 3), "final_loss": stats.final_loss}
     responses: list[str] = []
 
     def logged(prompts: list[str]) -> list[str]:
@@ -143,11 +135,24 @@ def compute_round(rnd: Round, engine: LoraEngine, predict_fn: PredictFn, spec) -
         responses.extend(out)
         return out
 
-    attempts = predict_with_votes(rnd.task, logged, vote_transforms(spec), spec.evaluation.n_attempts)
+    with PeakMemory(engine.device) as peak:
+        if rnd.self_edit is not None:
+            examples, dropped = ttt_examples(rnd.task, rnd.self_edit, spec, seed, engine.tokenizer)
+            stats = engine.train(examples, train_config(rnd.self_edit, spec), seed=seed)
+            # Zero steps is legitimate (every example too long); steps that changed nothing mean a broken adapter.
+            if stats.steps and not engine.logits_differ_from_base():
+                raise AdapterNotApplied(
+                    f"adapter for task {rnd.task.id} ({rnd.condition}) left the model's logits unchanged after "
+                    f"{stats.steps} steps (check the self-edit's learning_rate / inner_loop.lora.target_modules)"
+                )
+            train = {"examples": len(examples), "dropped_too_long": dropped, "steps": stats.steps,
+                     "real_tokens": stats.real_tokens, "seconds": round(stats.seconds, 3),
+                     "final_loss": stats.final_loss}
+        attempts = predict_with_votes(rnd.task, logged, vote_transforms(spec), spec.evaluation.n_attempts)
     return {
         "seed": seed, "train": train, "responses": responses,
         "attempts": [[grid_to_text(g) for g in per_test] for per_test in attempts],
-        "solved": task_solved(attempts, rnd.task),
+        "solved": task_solved(attempts, rnd.task), "memory": peak.as_dict(),
     }
 
 

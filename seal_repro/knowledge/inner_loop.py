@@ -18,6 +18,7 @@ from seal_repro.errors import AdapterNotApplied
 from seal_repro.executor import LocalExecutor
 from seal_repro.knowledge.sequences import training_sequences
 from seal_repro.memo import Memo, key_of, memoized
+from seal_repro.memory import PeakMemory
 from seal_repro.spec.experiment import ExperimentSpec
 
 ScoreFn = Callable[[list[str]], list[dict]]
@@ -99,24 +100,37 @@ def run_rounds(rounds: Sequence[Round], engine: LoraEngine, score_fn: ScoreFn, s
     return out
 
 
+def peak_memory_of(results: Sequence[dict]) -> dict:
+    """The largest per-round peak memory among `results` (stage summaries report it; rounds from an older memo
+    entry without a measurement are left out)."""
+    measured = [r["memory"] for r in results if r.get("memory")]
+    return {
+        "round_peak_rss_mb": max((m["peak_rss_mb"] for m in measured), default=None),
+        "round_peak_gpu_mb": max((m["peak_gpu_mb"] for m in measured), default=None),
+    }
+
+
 def compute_round(rnd: Round, engine: LoraEngine, score_fn: ScoreFn, cfg: TrainConfig, spec_seed: int,
                   adapter_dir: Path | None = None) -> dict:
     """Reset the adapter, train it on the round's sequences, check it took, answer the passage's questions;
-    `adapter_dir`: also save the trained adapter there (for the stock lm_eval CLI)."""
+    `adapter_dir`: also save the trained adapter there (for the stock lm_eval CLI). The result's `memory` is the
+    round's peak memory (seal_repro/memory.py): resident set of the process computing it, GPU allocations."""
     seed = rnd.seed(spec_seed)
     engine.reset(seed)
     stats = None
-    if rnd.sequences:
-        stats = engine.train([TrainExample(s) for s in rnd.sequences], cfg, seed=seed)
-        if not engine.logits_differ_from_base():
-            raise AdapterNotApplied(
-                f"adapter for passage {rnd.passage.id} ({rnd.condition}) left the model's logits unchanged: "
-                "training had no effect (check inner_loop.lr / inner_loop.lora.target_modules)"
-            )
-        if adapter_dir is not None:
-            engine.save_adapter(adapter_dir)
-    answers = score_fn([q.id for q in rnd.passage.questions])
+    with PeakMemory(engine.device) as peak:
+        if rnd.sequences:
+            stats = engine.train([TrainExample(s) for s in rnd.sequences], cfg, seed=seed)
+            if not engine.logits_differ_from_base():
+                raise AdapterNotApplied(
+                    f"adapter for passage {rnd.passage.id} ({rnd.condition}) left the model's logits unchanged: "
+                    "training had no effect (check inner_loop.lr / inner_loop.lora.target_modules)"
+                )
+            if adapter_dir is not None:
+                engine.save_adapter(adapter_dir)
+        answers = score_fn([q.id for q in rnd.passage.questions])
     return {
+        "memory": peak.as_dict(),
         "seed": seed if rnd.sequences else None,
         "train": None if stats is None else {
             "steps": stats.steps, "real_tokens": stats.real_tokens, "seconds": round(stats.seconds, 3),

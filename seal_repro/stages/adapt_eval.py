@@ -15,7 +15,7 @@ from seal_repro.engine import LoraEngine, TrainConfig
 from seal_repro.executor import make_executor
 from seal_repro.graders import GradeItem, grade
 from seal_repro.io import read_jsonl, write_json, write_jsonl
-from seal_repro.knowledge.inner_loop import compute_round, plan_rounds, run_rounds
+from seal_repro.knowledge.inner_loop import compute_round, peak_memory_of, plan_rounds, run_rounds
 from seal_repro.lmeval_glue import QAScorer
 from seal_repro.memo import Memo, fingerprint_model_dir
 from seal_repro.spec.experiment import ALL_CONDITIONS
@@ -94,6 +94,7 @@ def run(args):
     write_json(out / "summary.json", {
         "condition": args.condition, "skipped": False, "rounds": len(results), "questions": len(records),
         "memo_hits": memo.hits, "memo_misses": memo.misses, "lm_eval_task_version": scorer.version,
+        **peak_memory_of(results),
     })
     print(f"{args.condition}: {len(results)} rounds ({memo.hits} memoized), {len(records)} answers -> {out}")
 

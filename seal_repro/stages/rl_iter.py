@@ -52,7 +52,7 @@ def run(args):
     from seal_repro.engine import LoraEngine
     from seal_repro.executor import make_executor
     from seal_repro.knowledge import rl as R
-    from seal_repro.knowledge.inner_loop import run_rounds
+    from seal_repro.knowledge.inner_loop import peak_memory_of, run_rounds
     from seal_repro.lmeval_glue import QAScorer
     from seal_repro.memo import Memo
     from seal_repro.spec.rl import RLSpec
@@ -112,7 +112,7 @@ def run(args):
     write_json(out / "summary.json", {
         "iteration": k, "active": True, "metrics": metrics, "sft": sft, "policy_trained": sft is not None,
         "training_passages": len(passages), "rounds": len(results), "memo_hits": memo.hits,
-        "memo_misses": memo.misses, "rl": rl.model_dump(mode="json", exclude={"iterations"}),
+        "memo_misses": memo.misses, "rl": rl.model_dump(mode="json", exclude={"iterations"}), **peak_memory_of(results),
     })
     print(f"rl iteration {k}: {len(rows)} self-edits, mean reward {metrics['mean_reward']:.3f}, "
           f"{metrics['share_beating_baseline']:.0%} beat the baseline, {len(kept)} kept -> {out}")

@@ -37,7 +37,7 @@ def run(args):
     set_threads()
     from seal_repro.engine import LoraEngine
     from seal_repro.executor import make_executor
-    from seal_repro.knowledge.inner_loop import plan_rounds, run_rounds
+    from seal_repro.knowledge.inner_loop import peak_memory_of, plan_rounds, run_rounds
     from seal_repro.knowledge.rl import load_policy, policy_fingerprint
     from seal_repro.lmeval_glue import QAScorer
     from seal_repro.memo import Memo
@@ -70,7 +70,7 @@ def run(args):
     write_json(out / "summary.json", {
         "condition": condition, "iteration": info["iteration"], "skipped": False, "rounds": len(results),
         "questions": len(records), "memo_hits": memo.hits, "memo_misses": memo.misses,
-        "lm_eval_task_version": scorer.version,
+        "lm_eval_task_version": scorer.version, **peak_memory_of(results),
     })
     print(f"{condition}: {len(results)} rounds ({memo.hits} memoized), {len(records)} answers -> {out}")
 

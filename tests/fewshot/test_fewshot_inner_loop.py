@@ -13,6 +13,7 @@ from seal_repro.fewshot.inner_loop import (
 from seal_repro.fewshot.self_edit import Augmentations, SelfEdit, TrainingChoice
 from seal_repro.fewshot.vote import vote_prompts
 from seal_repro.memo import Memo
+from seal_repro.memory import without_measurements
 
 EDIT = SelfEdit(augmentations=Augmentations(basic=True, size=False, chain=False, repeat=False),
                 training=TrainingChoice(loss_on="all_tokens", learning_rate=0.005, epochs=3))
@@ -137,8 +138,5 @@ def test_rounds_in_forked_copies_equal_the_in_process_ones(tiny_spec, tiny_loade
     there = run_rounds(rounds, engine, truth_predictor(task, tiny_spec, []), tiny_spec, "fp", memo,
                        executor=LocalExecutor(workers=2, threads=1))
 
-    def same(recs):
-        return [{**r, "train": r["train"] and {k: v for k, v in r["train"].items() if k != "seconds"}} for r in recs]
-
-    assert same(there) == same(here)
+    assert without_measurements(there) == without_measurements(here)
     assert memo.hits == 1 and memo.misses == 2

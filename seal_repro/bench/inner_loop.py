@@ -4,8 +4,8 @@ Both implementations adapt the same model (same weights, device, dtype) to the s
 sequences with the same LoRA hyper-parameters, lr, epochs and per-round seeds, answer the same questions with
 the same prompt and token budget, and are graded by the spec's grader — in one process, one after the other:
 
-  engine     the round the adapt_eval stage runs: `LoraEngine` (wrapped once, LoRA reset in place, length-
-             grouped dynamic padding, the spec's batch size), the adapter probe, then lm-eval scoring in-process
+  engine     the round the adapt_eval stage runs: `LoraEngine` (wrapped once, LoRA reset in place, a batch's
+             sequences packed in rows, the spec's batch size), the adapter probe, then lm-eval scoring in-process
              (batched, left-padded greedy generation, stopping at a newline) — or, with --answers generate,
              the engine's own `generate` (batched, shared prompt prefix prefilled once, same stop);
   reference  seal_repro/bench/reference.py: a new get_peft_model wrapper and a new Trainer every round, every

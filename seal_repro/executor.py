@@ -134,8 +134,11 @@ def _forked_map(fn, n: int, workers: int, threads: int, describe) -> Iterator[tu
     from concurrent.futures import ProcessPoolExecutor, as_completed
     from concurrent.futures.process import BrokenProcessPool
 
+    from seal_repro.cpu import release_free_memory
+
     global _FORKED
     _FORKED = fn  # set before the pool forks, so every copy inherits it (a closure would not pickle)
+    release_free_memory()  # else each copy's first step copies the parent's free heap pages (seal_repro/cpu.py)
     pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork"), initializer=_start_copy,
                                initargs=(threads,))
     try:

@@ -39,7 +39,8 @@ Output, one `name=value` per line on stdout (logs go to stderr), the last line a
   reference_padded_train_flops_per_s  4 * N * reference tokens (padding included) / reference training seconds
   matmul_flops_per_s                  the best measured torch.matmul FLOP/s (2*m*k*n / s) in the run's dtype
                                       and device, over the model's own layer shapes at the engine's tokens per
-                                      step and a 2048^3 square product; matmul_best_shape says which won
+                                      step and a 2048^3 square product, each measured right before and right
+                                      after the executor's training; matmul_best_shape says which won
   matmul_square_2048_flops_per_s      the 2048^3 product alone
   train_flops_fraction_of_matmul      executor_train_flops_per_s / matmul_flops_per_s (both use every core)
   round_train_flops_fraction_of_matmul  engine_train_flops_per_s / matmul_flops_per_s (one round at a time)
@@ -357,9 +358,19 @@ def _run_bench(spec, model_dir: Path, settings: BenchSettings) -> dict:
             _log(f"engine round {k}/{len(rounds)}: {engine_t[-1]:.2f} s")
 
         engine.train = engine_train
+        real_tokens = sum(s.real_tokens for s in train_stats)
+        train_seconds = sum(s.seconds for s in train_stats)
+        steps = sum(s.steps for s in train_stats)
+        shapes = _matmul_shapes(model.config, round(real_tokens / max(steps, 1)))
+        tdtype = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[dtype]
+        # The matmul rate right before and right after the executor's training, the best of the two per shape:
+        # the machine's peak measured in the same minute as the training rate it is compared with (on a shared
+        # machine the rate drifts over minutes), and never the lower of the two.
+        mm = {s: matmul_flops(*s, device=device, dtype=tdtype) for s in shapes}
         # Before the reference rounds: their 2048-token steps grow this process's heap by gigabytes, which the
         # forked copies would inherit; a stage's process never holds that.
         throughput = _executor_training(engine, spec, settings, passages, cfg)
+        mm = {s: max(mm[s], matmul_flops(*s, device=device, dtype=tdtype)) for s in shapes}
 
         reference = ReferenceInnerLoop(ref_model, ref_tok, lora, cfg, answer_prompt=ev.answer_prompt,
                                        max_new_tokens=ev.max_new_tokens, chat_template=spec.model.chat_template,
@@ -380,12 +391,6 @@ def _run_bench(spec, model_dir: Path, settings: BenchSettings) -> dict:
         gen = generation_throughput(engine, prompts, max_new_tokens=ev.max_new_tokens, batch_size=ev.batch_size)
         _log(f"generation: batched and one-at-a-time outputs identical: {gen['same_outputs']}")
 
-        real_tokens = sum(s.real_tokens for s in train_stats)
-        train_seconds = sum(s.seconds for s in train_stats)
-        steps = sum(s.steps for s in train_stats)
-        shapes = _matmul_shapes(model.config, round(real_tokens / max(steps, 1)))
-        tdtype = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[dtype]
-        mm = {s: matmul_flops(*s, device=device, dtype=tdtype) for s in shapes}
         best_shape = max(mm, key=mm.get)
         ref_tokens = sum(r.trained_tokens for r in ref_rounds)
         ref_train_seconds = sum(r.train_seconds for r in ref_rounds)

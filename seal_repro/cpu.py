@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import functools
 import sys
 
 # mallopt parameter numbers (glibc's malloc.h)
@@ -36,15 +37,20 @@ TOP_PAD = 64 << 20  # grow the heap 64 MiB at a time
 _tuned: bool | None = None
 
 
+@functools.cache
 def _libc():
-    """glibc, or None elsewhere (macOS, musl): these knobs are glibc's."""
+    """glibc with `mallopt` and `malloc_trim` typed, or None elsewhere (macOS, musl): these knobs are glibc's."""
     if not sys.platform.startswith("linux"):
         return None
     try:
         libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
     except OSError:
         return None
-    return libc if hasattr(libc, "mallopt") and hasattr(libc, "malloc_trim") else None
+    if not (hasattr(libc, "mallopt") and hasattr(libc, "malloc_trim")):
+        return None
+    libc.mallopt.argtypes, libc.mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
+    libc.malloc_trim.argtypes, libc.malloc_trim.restype = [ctypes.c_size_t], ctypes.c_int
+    return libc
 
 
 def tune_allocator() -> bool:
@@ -55,9 +61,7 @@ def tune_allocator() -> bool:
         _tuned = False
         libc = _libc()
         if libc is not None:
-            mallopt = libc.mallopt
-            mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
-            _tuned = all(mallopt(p, v) == 1 for p, v in (
+            _tuned = all(libc.mallopt(p, v) == 1 for p, v in (
                 (_M_MMAP_THRESHOLD, MMAP_THRESHOLD), (_M_TRIM_THRESHOLD, TRIM_THRESHOLD), (_M_TOP_PAD, TOP_PAD)))
     return _tuned
 
@@ -68,6 +72,5 @@ def release_free_memory() -> bool:
     libc = _libc()
     if libc is None:
         return False
-    libc.malloc_trim.argtypes, libc.malloc_trim.restype = [ctypes.c_size_t], ctypes.c_int
     libc.malloc_trim(0)
     return True

@@ -13,7 +13,8 @@ accuracy `r = TPR * a + FPR * (1 - a)`. Inverting,
     a = (r - FPR) / (TPR - FPR),   clipped to [0, 1],
 
 with TPR = TP / (TP + FN) and FPR = FP / (FP + TN) from the held-out confusion counts. It assumes the
-grader errs at the same rates on the new answers as on the calibration answers.
+grader errs at the same rates on the new answers as on the calibration answers. `with_judge_equivalents`
+adds these estimates to the offline rows of a replay (this module builds on `replay`, never the reverse).
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from __future__ import annotations
 import hashlib
 import math
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -30,7 +31,7 @@ from pydantic import TypeAdapter, ValidationError
 from seal_repro.errors import DataError
 from seal_repro.graders import grade
 from seal_repro.io import read_json
-from seal_repro.replay import GradedRun, Judgment, judgments
+from seal_repro.replay import FileReplay, GradedRun, Judgment, judgments
 from seal_repro.spec.evaluation import ContainsGrader, ExactMatchGrader, F1Grader, Grader, SemanticGrader
 from seal_repro.stats import AccuracyCI
 
@@ -251,3 +252,20 @@ def _z(level: float) -> float:
     from statistics import NormalDist
 
     return NormalDist().inv_cdf(0.5 + level / 2)
+
+
+def with_judge_equivalents(result: FileReplay, calibration: dict, resamples: int = 2000, seed: int = 0) -> FileReplay:
+    """`result` with a judge-equivalent estimate of the macro accuracy on each offline grader's rows that the
+    calibration document (`calibrate`) has an entry for, by the grader's name."""
+    entries = calibration.get("graders", {})
+    rows = []
+    for row in result.rows:
+        entry = entries.get(row.grader) if row.recorded is None else None
+        if entry is not None:
+            try:
+                je = judge_equivalent(row.macro, entry, resamples, seed)
+            except ValueError:  # no better than chance on the calibration: nothing to correct with
+                je = None
+            row = replace(row, judge_equivalent=je)
+        rows.append(row)
+    return replace(result, rows=rows)

@@ -20,6 +20,7 @@ import torch
 
 from seal_repro import batching
 from seal_repro.spec.inner_loop import LoraSpec
+from seal_repro.spec.training import TrainingSpec
 
 
 @dataclass(frozen=True)
@@ -32,27 +33,45 @@ class TrainExample:
 
 @dataclass(frozen=True)
 class TrainConfig:
-    epochs: int = 10
-    lr: float = 1e-3
-    batch_size: int = 1
-    grad_accum: int = 1
-    weight_decay: float = 0.0
-    lr_schedule: Literal["constant", "linear", "cosine"] = "linear"
-    warmup_steps: int = 0
-    max_steps: int | None = None
-    mask_prompt: bool = False
-    max_seq_len: int = 2048
-    pad_to_max_len: bool = False  # reference-compatible: pad with EOS to max_seq_len, loss on the padding
-    packing: bool = True  # a batch's sequences end to end in rows (seal_repro/batching.py); else padded rows
+    """What `LoraEngine.train` needs, built only by `train_config` from a spec's training settings."""
 
-    @classmethod
-    def from_inner_loop(cls, spec) -> TrainConfig:
-        return cls(
-            epochs=spec.epochs, lr=spec.lr, batch_size=spec.batch_size, grad_accum=spec.grad_accum,
-            weight_decay=spec.weight_decay, lr_schedule=spec.lr_schedule, warmup_steps=spec.warmup_steps,
-            mask_prompt=spec.mask_prompt, max_seq_len=spec.max_seq_len, pad_to_max_len=spec.pad_to_max_len,
-            packing=spec.packing,
-        )
+    epochs: int
+    lr: float
+    batch_size: int
+    grad_accum: int
+    weight_decay: float
+    lr_schedule: Literal["constant", "linear", "cosine"]
+    warmup_steps: int
+    warmup_ratio: float
+    max_grad_norm: float | None
+    max_steps: int | None
+    max_seq_len: int
+    pad_to_max_len: bool  # reference-compatible: pad with EOS to max_seq_len, loss on the padding
+    packing: bool  # a batch's sequences end to end in rows (seal_repro/batching.py); else padded rows
+    mask_prompt: bool
+    optimizer: Literal["adamw"] = "adamw"
+
+    def warmup_for(self, total_steps: int) -> int:
+        return self.warmup_steps or math.ceil(self.warmup_ratio * total_steps)
+
+
+def train_config(settings: TrainingSpec, *, mask_prompt: bool = False, **overrides) -> TrainConfig:
+    """The engine's config from a spec's training settings (spec/training.py): the one place the two meet.
+
+    `mask_prompt`: no loss on a TrainExample's prompt (the policy's SFT; ARC's loss on the output grid only).
+    `overrides`: values a run decides itself (an ARC self-edit's learning rate and epochs)."""
+    unknown = set(overrides) - set(TrainingSpec.model_fields)
+    if unknown:
+        raise TypeError(f"train_config: unknown training settings {sorted(unknown)}")
+    values = {name: getattr(settings, name) for name in TrainingSpec.model_fields}
+    values.update(overrides)
+    return TrainConfig(
+        epochs=values["epochs"], lr=values["lr"], batch_size=values["batch_size"], grad_accum=values["grad_accum"],
+        weight_decay=values["weight_decay"], lr_schedule=values["lr_schedule"], warmup_steps=values["warmup_steps"],
+        warmup_ratio=values["warmup_ratio"], max_grad_norm=values["max_grad_norm"], max_steps=values["max_steps"],
+        max_seq_len=values["max_seq_len"], pad_to_max_len=values["pad_to_max_len"], packing=values["packing"],
+        mask_prompt=mask_prompt, optimizer=values["optimizer"],
+    )
 
 
 @dataclass
@@ -177,7 +196,16 @@ class LoraEngine:
         # (layers x target modules) of them (on a CPU the loop cost ~5% of a short round's training time).
         fused = self.device.type in ("cpu", "cuda")
         opt = torch.optim.AdamW(self.trainable, lr=cfg.lr, weight_decay=cfg.weight_decay, fused=fused)
-        sched = get_scheduler(cfg.lr_schedule, opt, num_warmup_steps=cfg.warmup_steps, num_training_steps=total)
+        sched = get_scheduler(cfg.lr_schedule, opt, num_warmup_steps=cfg.warmup_for(total), num_training_steps=total)
+
+        def step() -> None:
+            if cfg.max_grad_norm is not None:  # as the HF Trainer: the global L2 norm over every trained tensor
+                torch.nn.utils.clip_grad_norm_(self.trainable, cfg.max_grad_norm)
+            opt.step()
+            sched.step()
+            opt.zero_grad(set_to_none=True)
+            stats.steps += 1
+
         self.peft_model.train()
         micro = 0
         losses: list[torch.Tensor] = []  # read once at the end: a per-step float() would sync the GPU every step
@@ -193,16 +221,11 @@ class LoraEngine:
                     losses.append(out.loss.detach())
                     micro += 1
                     if micro % cfg.grad_accum == 0:
-                        opt.step()
-                        sched.step()
-                        opt.zero_grad(set_to_none=True)
-                        stats.steps += 1
+                        step()
                         if stats.steps >= total:
                             return stats
             if micro % cfg.grad_accum:
-                opt.step()
-                opt.zero_grad(set_to_none=True)
-                stats.steps += 1
+                step()
             return stats
         finally:
             self.peft_model.eval()
@@ -342,18 +365,32 @@ def _left_padded(rows: list[list[int]], pad_id: int, prefix: list[int], device):
     return ids.to(device), att.to(device)
 
 
+@dataclass(frozen=True)
+class Generation:
+    text: str
+    tokens: int  # new tokens generated (up to the end of text, stop strings aside)
+    truncated: bool  # stopped by max_new_tokens rather than by the end of the text or a stop string
+
+
+def generate(model, tokenizer, prompts, **kwargs) -> list[str]:
+    """Texts of `generate_details` (the same arguments)."""
+    return [g.text for g in generate_details(model, tokenizer, prompts, **kwargs)]
+
+
 @torch.inference_mode()
-def generate(model, tokenizer, prompts, *, max_new_tokens, temperature=0.0, top_p=1.0, batch_size=16, seed=0,
-             stop=(), disable_adapter=None) -> list[str]:
+def generate_details(model, tokenizer, prompts, *, max_new_tokens, temperature=0.0, top_p=1.0, batch_size=16, seed=0,
+                     stop=(), disable_adapter=None) -> list[Generation]:
+    """Batched generation (left-padded; a shared prompt prefix prefilled once); sampled batches are seeded
+    `seed + start` by their first prompt's position, so equal inputs give equal outputs."""
     import contextlib
 
     from transformers import StoppingCriteriaList
 
-    outs: list[str] = []
     device = next(model.parameters()).device
+    ends = {t for t in (tokenizer.eos_token_id, tokenizer.pad_token_id) if t is not None}
     # Longest first keeps padding low inside each batch; results are put back in input order.
     order = sorted(range(len(prompts)), key=lambda i: -len(prompts[i]))
-    result: dict[int, str] = {}
+    result: dict[int, Generation] = {}
     ctx = disable_adapter.disable_adapter() if disable_adapter is not None else contextlib.nullcontext()
     with ctx:
         for start in range(0, len(order), batch_size):
@@ -381,11 +418,13 @@ def generate(model, tokenizer, prompts, *, max_new_tokens, temperature=0.0, top_
             gen = model.generate(**enc, **kwargs)
             new = gen[:, enc["input_ids"].shape[1] :]
             for i, row in zip(idx, new):
+                ids = row.tolist()
+                n = next((k for k, t in enumerate(ids) if t in ends), len(ids))
                 # Leading newlines are not an answer: strip them before applying the stop strings.
                 text = tokenizer.decode(row, skip_special_tokens=True).lstrip()
+                stopped = False
                 for s in stop:
                     if s and s in text:
-                        text = text[: text.index(s)]
-                result[i] = text
-    outs = [result[i] for i in range(len(prompts))]
-    return outs
+                        text, stopped = text[: text.index(s)], True
+                result[i] = Generation(text, n, n >= max_new_tokens and not stopped)
+    return [result[i] for i in range(len(prompts))]

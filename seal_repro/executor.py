@@ -1,15 +1,17 @@
-"""Executors: how `run_rounds` computes the inner-loop rounds its memo does not hold.
+"""Executors: where rounds run. Domain-free: an executor maps a round function over rounds, nothing more.
 
-`run_rounds` (knowledge/inner_loop.py) stays the one place rounds are keyed, memoized and assembled; an
-executor only turns a list of rounds into results, yielding `(index, result)` as each round finishes:
+A domain supplies (seal_repro/knowledge/inner_loop.py, seal_repro/fewshot/inner_loop.py):
+- a *kit*: what computing a round needs, loaded once (model, LoRA engine, scoring function); it has a `device`;
+- a *recipe*: a small picklable zero-argument callable that builds the kit (paths and the spec), for workers that
+  must build their own;
+- a *round function* `fn(kit, item) -> result`, module-level so it pickles by reference.
 
-- `LocalExecutor`: on the engine and scorer the stage built (the default): in the stage's process, or, on a
-  CPU with `executor.workers` > 1, side by side in forked copies of it.
-- `RayExecutor`: on `executor.workers` Ray actors. Each actor rebuilds the stage's model, LoRA engine and
-  lm-eval scorer once from a `WorkerRecipe` (paths and the spec: small and picklable), then runs
-  `compute_round` per round, which resets the adapter in place. A round's seed comes from its content, so a
-  round computed on any worker equals the round computed locally (given the same torch thread count).
-  A worker whose process dies is restarted by Ray and its round retried, up to `executor.max_retries` times.
+- `LocalExecutor`: on the stage's own kit: in the stage's process, or, on a CPU with `workers` > 1, side by side
+  in forked copies of it.
+- `RayExecutor`: on `workers` Ray actors; each builds the kit once from the recipe, then runs one item per call.
+  A round's seed comes from its content, so a round computed on any worker equals the round computed locally
+  (given the same torch thread count). A worker whose process dies is restarted by Ray and its item retried, up
+  to `max_retries` times.
 
 Ray is imported only when a spec asks for it, so the package works without it installed.
 """
@@ -20,11 +22,11 @@ import multiprocessing
 import os
 import sys
 from collections import deque
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
 
+from seal_repro.cpu import release_free_memory
 from seal_repro.errors import UserError
+from seal_repro.models import resolve_device
 
 # Fault injection for tests and drills: when this variable names a file that exists as a worker starts a
 # round, the worker deletes the file and kills its own process (so exactly one worker dies, once).
@@ -33,41 +35,11 @@ KILL_FILE_ENV = "SEAL_REPRO_TEST_KILL_FILE"
 RAY_MISSING = ("executor.kind: 'ray' needs the ray package, which is not installed here "
                "(pip install 'seal-repro[ray]', or pip install 'ray>=2.9')")
 
+RoundFn = Callable[[Any, Any], Any]  # (kit, item) -> result
+
 
 class WorkerLost(RuntimeError):
     """A round's worker died more often than executor.max_retries allows."""
-
-
-@dataclass(frozen=True)
-class WorkerRecipe:
-    """What a worker needs to rebuild the driver's round kit: the model folder (with the RL policy adapter,
-    if any, merged in, as `knowledge.rl.load_policy` does), the spec, and the questions file the scorer reads.
-    Paths are absolute: a worker's working directory is not the driver's on another node."""
-
-    spec: Any  # ExperimentSpec (pydantic models pickle)
-    model_dir: str
-    questions_file: str
-    policy_dir: str | None = None
-
-    @classmethod
-    def of(cls, spec, model_dir, questions_file, policy_dir=None) -> WorkerRecipe:
-        return cls(spec, str(Path(model_dir).resolve()), str(Path(questions_file).resolve()),
-                   None if policy_dir is None else str(Path(policy_dir).resolve()))
-
-    def build(self):
-        """(engine, score_fn), exactly as the stages build them."""
-        from seal_repro.engine import LoraEngine
-        from seal_repro.knowledge.rl import load_policy
-        from seal_repro.lmeval_glue import QAScorer
-
-        spec = self.spec
-        model, tok = load_policy(spec, Path(self.model_dir), None if self.policy_dir is None else Path(self.policy_dir))
-        engine = LoraEngine(model, tok, spec.inner_loop.lora)
-        ev = spec.evaluation
-        scorer = QAScorer(engine.base_model, tok, questions_file=Path(self.questions_file),
-                          answer_prompt=ev.answer_prompt, max_new_tokens=ev.max_new_tokens, batch_size=ev.batch_size,
-                          chat_template=spec.model.chat_template)
-        return engine, scorer.score
 
 
 class LocalExecutor:
@@ -90,20 +62,10 @@ class LocalExecutor:
         self.workers = workers
         self.threads = threads
 
-    def compute(self, rounds: Sequence, engine, score_fn, cfg, spec_seed: int,
-                first_adapter_dir: Path | None = None) -> Iterator[tuple[int, dict]]:
-        """(index, result) per round as each finishes; `first_adapter_dir`: also save round 0's adapter there."""
-        from seal_repro.knowledge.inner_loop import compute_round
-
-        def one(i: int) -> dict:
-            return compute_round(rounds[i], engine, score_fn, cfg, spec_seed,
-                                 adapter_dir=first_adapter_dir if i == 0 else None)
-
-        def describe(i: int) -> str:
-            rnd = rounds[i]
-            return f"round {rnd.condition}/{rnd.passage.id}/edit {rnd.self_edit_index}/repeat {rnd.repeat}"
-
-        yield from self.map(one, len(rounds), engine.device, describe)
+    def run(self, fn: RoundFn, items: Sequence, kit, describe: Callable[[Any], str] = str
+            ) -> Iterator[tuple[int, Any]]:
+        """(index, fn(kit, items[index])) per item as each finishes, on `kit` (the caller's)."""
+        yield from self.map(lambda i: fn(kit, items[i]), len(items), kit.device, lambda i: describe(items[i]))
 
     def map(self, fn: Callable[[int], Any], n: int, device, describe: Callable[[int], str] = str
             ) -> Iterator[tuple[int, Any]]:
@@ -131,10 +93,9 @@ _FORKED: Callable[[int], Any] | None = None  # the function a LocalExecutor's fo
 
 
 def _forked_map(fn, n: int, workers: int, threads: int, describe) -> Iterator[tuple[int, Any]]:
+    # Imported here to keep `import seal_repro.executor` light for the CLI (concurrent.futures pulls in more).
     from concurrent.futures import ProcessPoolExecutor, as_completed
     from concurrent.futures.process import BrokenProcessPool
-
-    from seal_repro.cpu import release_free_memory
 
     global _FORKED
     _FORKED = fn  # set before the pool forks, so every copy inherits it (a closure would not pickle)
@@ -191,26 +152,24 @@ def _maybe_die() -> None:
 
 
 class RoundWorker:
-    """The body of one Ray actor: the round kit built once, then one round per call."""
+    """The body of one Ray actor: the kit built once from the recipe, then one item per call."""
 
-    def __init__(self, recipe: WorkerRecipe, threads: int):
+    def __init__(self, recipe: Callable[[], Any], threads: int):
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
         os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
         import torch
 
         torch.set_num_threads(threads)
-        self.engine, self.score_fn = recipe.build()
+        self.kit = recipe()
 
     def ready(self) -> dict:
         import socket
 
-        return {"pid": os.getpid(), "host": socket.gethostname(), "device": str(self.engine.device)}
+        return {"pid": os.getpid(), "host": socket.gethostname(), "device": str(self.kit.device)}
 
-    def compute(self, rnd, cfg, spec_seed: int) -> dict:
-        from seal_repro.knowledge.inner_loop import compute_round
-
+    def call(self, fn: RoundFn, item):
         _maybe_die()
-        return compute_round(rnd, self.engine, self.score_fn, cfg, spec_seed)
+        return fn(self.kit, item)
 
 
 def _summary(err: BaseException) -> str:
@@ -229,9 +188,10 @@ class RayExecutor:
 
     kind = "ray"
 
-    def __init__(self, cfg, recipe: WorkerRecipe, ray_module=None):
+    def __init__(self, cfg, recipe: Callable[[], Any], model_device: str = "auto", ray_module=None):
         self.cfg = cfg
         self.recipe = recipe
+        self.model_device = model_device
         if ray_module is None:
             ray_module = _import_ray()
         self.ray = ray_module
@@ -259,7 +219,7 @@ class RayExecutor:
     def num_gpus(self) -> float:
         """GPUs each worker reserves: `auto` is one whole GPU when the cluster has any (and the model may use it)."""
         want = self.cfg.num_gpus_per_worker
-        device = self.recipe.spec.model.device
+        device = self.model_device
         have = self.ray.cluster_resources().get("GPU", 0)
         if want == "auto":
             want = 0.0 if device == "cpu" or have < 1 else 1.0
@@ -325,25 +285,25 @@ class RayExecutor:
         self.close()
 
     # -- rounds -----------------------------------------------------------------------------------
-    def compute(self, rounds: Sequence, engine, score_fn, cfg, spec_seed: int,
-                first_adapter_dir: Path | None = None) -> Iterator[tuple[int, dict]]:
-        """(index, result) per round as the workers finish them; `engine`/`score_fn` are the driver's, unused,
-        and so is `first_adapter_dir` (a worker may sit on another node): the caller re-trains that adapter."""
-        if not rounds:
+    def run(self, fn: RoundFn, items: Sequence, kit=None, describe: Callable[[Any], str] = str
+            ) -> Iterator[tuple[int, Any]]:
+        """(index, fn(worker's kit, items[index])) per item as the workers finish them; `kit` (the caller's) is
+        unused: each worker built its own from the recipe."""
+        if not items:
             return
         ray = self.ray
         from ray.exceptions import RayActorError, RayTaskError
 
         self.start()
         try:
-            todo = deque(range(len(rounds)))
+            todo = deque(range(len(items)))
             idle = list(self.actors)
-            running: dict = {}  # ObjectRef -> round index
+            running: dict = {}  # ObjectRef -> item index
             owner: dict = {}  # ObjectRef -> actor
             while todo or running:
                 while todo and idle:
                     actor, i = idle.pop(0), todo.popleft()
-                    ref = actor.compute.remote(rounds[i], cfg, spec_seed)
+                    ref = actor.call.remote(fn, items[i])
                     running[ref], owner[ref] = i, actor
                 done, _ = ray.wait(list(running), num_returns=1)
                 for ref in done:
@@ -354,10 +314,8 @@ class RayExecutor:
                         cause = getattr(err, "cause", None)
                         raise (cause if isinstance(cause, Exception) else err) from None
                     except RayActorError as err:
-                        rnd = rounds[i]
                         raise WorkerLost(
-                            f"executor: the worker running round {rnd.condition}/{rnd.passage.id}/edit "
-                            f"{rnd.self_edit_index}/repeat {rnd.repeat} died more than executor.max_retries="
+                            f"executor: the worker running {describe(items[i])} died more than executor.max_retries="
                             f"{self.cfg.max_retries} times: {_summary(err)}") from None
                     idle.append(actor)
                     yield i, result
@@ -374,26 +332,22 @@ def _import_ray():
     return ray
 
 
-def make_executor(spec, *, model_dir, questions_file, policy_dir=None):
-    """The executor `spec.executor` asks for; the Ray one gets the recipe its workers rebuild the round kit from."""
-    ex = getattr(spec, "executor", None)
-    if ex is None or ex.kind == "local":
-        return local_executor(spec)
-    if ex.kind == "ray":
-        return RayExecutor(ex, WorkerRecipe.of(spec, model_dir, questions_file, policy_dir), _import_ray())
-    raise ValueError(f"unknown executor kind {ex.kind!r}")
+def make_executor(executor_spec, recipe: Callable[[], Any], model_device: str = "auto"):
+    """The executor a spec's `executor:` section asks for; a Ray one gets the recipe its workers build kits from."""
+    if executor_spec is None or executor_spec.kind == "local":
+        return local_executor(executor_spec, model_device)
+    if executor_spec.kind == "ray":
+        return RayExecutor(executor_spec, recipe, model_device, _import_ray())
+    raise ValueError(f"unknown executor kind {executor_spec.kind!r}")
 
 
-def local_executor(spec) -> LocalExecutor:
-    """The spec's local executor, for work other than inner-loop rounds (CPT conditions, few-shot rounds): a
+def local_executor(executor_spec, model_device: str = "auto") -> LocalExecutor:
+    """The spec's local executor, for work that runs on the stage's own model (CPT conditions, continual): a
     spec that sends rounds to Ray runs such work in the stage's process."""
-    ex = getattr(spec, "executor", None)
-    if ex is None or ex.kind != "local":
+    if executor_spec is None or executor_spec.kind != "local":
         return LocalExecutor()
-    from seal_repro.models import resolve_device
-
-    return LocalExecutor(*ex.resolve(thread_budget(), resolve_device(spec.model.device) == "cpu"))
+    return LocalExecutor(*executor_spec.resolve(thread_budget(), resolve_device(model_device) == "cpu"))
 
 
-__all__ = ["KILL_FILE_ENV", "LocalExecutor", "RayExecutor", "RoundWorker", "WorkerLost", "WorkerRecipe",
-           "local_executor", "make_executor", "thread_budget"]
+__all__ = ["KILL_FILE_ENV", "LocalExecutor", "RayExecutor", "RoundWorker", "WorkerLost", "local_executor",
+           "make_executor", "thread_budget"]

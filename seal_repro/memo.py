@@ -1,31 +1,54 @@
-"""A content-addressed memo of inner-loop rounds.
+"""A content-addressed memo of inner-loop rounds (and of other costly, deterministic results: sampled
+self-edits, trained policies).
 
-A round's result is stored under the hash of everything that determines it (base model fingerprint,
-training sequences, inner-loop and evaluation settings, seed, engine version). The same round is
-never computed twice — across conditions, RL iterations, ablations and re-runs after a crash (each
-round is written atomically the moment it finishes, so a killed stage redoes at most the round in flight).
+A round's result is stored under the hash of everything that determines it: base model fingerprint, training
+sequences, inner-loop and evaluation settings, seed, a hash of the code that computes it (`seal_repro.codehash`:
+edit batching.py and every round misses) and the versions of the libraries that compute it (`key_of` adds
+them). The same round is never computed twice — across conditions, RL iterations, ablations and re-runs after a
+crash (each round is written atomically the moment it finishes, so a killed stage redoes at most the round in
+flight).
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
+import shutil
+import tempfile
 from pathlib import Path
 from typing import Callable, Iterator, Sequence
 
 from seal_repro.io import atomic_write_text
 
-# Bump when a change to the engine or scoring changes what a round returns for the same inputs.
-ENGINE_VERSION = "5"
+# The libraries whose code computes a round (training, generation, scoring): a new version of any of them may
+# change what a round returns, so each key names their installed versions.
+COMPUTING_PACKAGES = ("torch", "transformers", "peft", "tokenizers", "safetensors", "accelerate", "lm_eval", "numpy")
 
 
 def default_root() -> Path:
     return Path(os.environ.get("SEAL_REPRO_CACHE", ".seal-cache")) / "rounds"
 
 
+@functools.lru_cache(maxsize=1)
+def library_versions() -> dict[str, str | None]:
+    """{package: installed version (None: not installed)} for COMPUTING_PACKAGES."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    out: dict[str, str | None] = {}
+    for name in COMPUTING_PACKAGES:
+        try:
+            out[name] = version(name.replace("_", "-"))
+        except PackageNotFoundError:
+            out[name] = None
+    return out
+
+
 def key_of(material: dict) -> str:
-    blob = json.dumps({"engine": ENGINE_VERSION, **material}, sort_keys=True, ensure_ascii=False, default=str)
+    """The memo key of `material` (a JSON-able dict naming everything a result depends on) and of the libraries'
+    versions. Put the computing code in `material` as `code_fingerprint(...)` of the modules that run."""
+    blob = json.dumps({"libraries": library_versions(), **material}, sort_keys=True, ensure_ascii=False, default=str)
     return hashlib.sha256(blob.encode("utf-8")).hexdigest()
 
 
@@ -56,6 +79,40 @@ class Memo:
     def put(self, key: str, value: dict) -> None:
         if self.enabled:
             atomic_write_text(self._path(key), json.dumps(value, sort_keys=True, ensure_ascii=False))
+
+    # -- folders (e.g. a trained policy adapter) ------------------------------------------------------------
+    def _dir(self, key: str) -> Path:
+        return self.root / key[:2] / f"{key}.d"
+
+    def get_dir(self, key: str, dest: Path) -> bool:
+        """Copy the folder memoized under `key` to `dest` (replacing it); False (and a miss) when there is none."""
+        src = self._dir(key)
+        if self.enabled and src.is_dir():
+            dest = Path(dest)
+            if dest.exists():
+                shutil.rmtree(dest)
+            shutil.copytree(src, dest)
+            self.hits += 1
+            return True
+        self.misses += 1
+        return False
+
+    def put_dir(self, key: str, src: Path) -> None:
+        """Memoize a copy of folder `src`; the copy appears whole or not at all (renamed into place)."""
+        if not self.enabled:
+            return
+        final = self._dir(key)
+        final.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(dir=final.parent, prefix=".tmp-"))
+        try:
+            shutil.copytree(src, tmp, dirs_exist_ok=True)
+            try:
+                os.rename(tmp, final)
+            except OSError:  # another process memoized it first: theirs is as good as ours
+                pass
+        finally:
+            if tmp.exists():
+                shutil.rmtree(tmp, ignore_errors=True)
 
 
 def memoized(memo: Memo, keys: Sequence[str | None], compute: Callable[[list[int]], Iterator[tuple[int, dict]]],

@@ -141,7 +141,8 @@ class ReplayRow:
     macro: AccuracyCI
     micro: AccuracyCI
     recorded: float | None = None  # only for the recorded judge
-    judge_equivalent: tuple[float, float, float] | None = None  # (estimate, low, high), offline graders
+    # (estimate, low, high), offline graders with a calibration entry (calibration.with_judge_equivalents)
+    judge_equivalent: tuple[float, float, float] | None = None
 
     @property
     def matches(self) -> bool | None:
@@ -177,15 +178,12 @@ def replay_run(
     graders: Sequence[tuple[str, object]] = (),
     resamples: int = 2000,
     seed: int = 0,
-    calibration: dict | None = None,
 ) -> FileReplay:
     """Recompute the recorded row and regrade the recorded answers with each (name, grader spec).
 
-    With a calibration document (`calibration.calibrate`), offline graders named in it also get a
-    judge-equivalent estimate of their macro accuracy.
+    Judge-equivalent estimates of the offline rows need a calibration, which builds on this module:
+    `calibration.with_judge_equivalents` adds them to the result.
     """
-    from seal_repro.calibration import judge_equivalent  # calibration builds on this module
-
     judged = judgments(run)
     verdicts = [j.judge for j in judged]
     rows, passage_acc = [], {}
@@ -196,16 +194,8 @@ def replay_run(
     gain = paired_test(passage_acc["adapter"], passage_acc["baseline"], resamples, seed)
     for name, spec in graders:
         correct = [bool(r.correct) for r in grade(spec, [j.item for j in judged])]
-        entry = (calibration or {}).get("graders", {}).get(name)
         for side in SIDES:
-            row = _row(name, side, per_passage(judged, correct, side), resamples, seed)
-            if entry is not None:
-                try:
-                    je = judge_equivalent(row.macro, entry, resamples, seed)
-                except ValueError:  # no better than chance on the calibration: nothing to correct with
-                    je = None
-                row = ReplayRow(row.grader, side, row.macro, row.micro, judge_equivalent=je)
-            rows.append(row)
+            rows.append(_row(name, side, per_passage(judged, correct, side), resamples, seed))
     n_questions = sum(j.side == SIDES[0] for j in judged)
     return FileReplay(path, len(run.articles), n_questions, rows, gain, run.overall.mean_gain)
 

@@ -16,10 +16,12 @@ from seal_repro.calibration import (
     half_of,
     judge_equivalent,
     load_calibration,
+    with_judge_equivalents,
 )
 from seal_repro.cli import main
 from seal_repro.errors import DataError
-from seal_repro.replay import load_graded, reference_graded_files
+from seal_repro.replay import load_graded, reference_graded_files, replay_run
+from seal_repro.spec.evaluation import ContainsGrader
 from seal_repro.stats import AccuracyCI
 
 TINY = Path(__file__).parent / "assets" / "graded" / "tiny.json"
@@ -115,6 +117,20 @@ def test_cli_writes_a_calibration_that_replay_uses(tmp_path, capsys):
     lines = capsys.readouterr().out.splitlines()
     contains_adapter = next(line for line in lines if line.lstrip().startswith("contains") and "adapter" in line)
     assert contains_adapter.count("[") == 3  # macro CI, micro CI, judge-equivalent CI
+
+
+def test_with_judge_equivalents_adds_estimates_to_calibrated_offline_rows_only():
+    res = replay_run(load_graded(TINY), str(TINY), [("contains", ContainsGrader())], 50, 0)
+    cal = {"graders": {"contains": _entry(40, 5, 10, 45), "gpt-4.1 (recorded)": _entry(40, 5, 10, 45)}}
+    out = with_judge_equivalents(res, cal, 50, 0)
+    assert [(r.grader, r.side, r.macro) for r in out.rows] == [(r.grader, r.side, r.macro) for r in res.rows]
+    assert all(r.judge_equivalent is None for r in res.rows)  # replay alone never estimates
+    for r in out.rows:
+        if r.recorded is None:
+            assert r.judge_equivalent == judge_equivalent(r.macro, cal["graders"]["contains"], 50, 0)
+        else:  # the recorded judge is the reference, never corrected
+            assert r.judge_equivalent is None
+    assert out.gain == res.gain and out.mismatches() == res.mismatches()
 
 
 def test_cli_without_files_or_shared_data_asks_for_files(monkeypatch, capsys):

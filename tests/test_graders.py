@@ -1,11 +1,13 @@
 """SQuAD-style answer normalisation and the offline graders."""
 
+from typing import get_args
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from seal_repro.graders import GradeItem, contains, exact_match, f1, grade, normalize_answer, offline_scores
-from seal_repro.spec.evaluation import ContainsGrader, ExactMatchGrader, F1Grader
+from seal_repro.graders import GRADERS, GradeItem, contains, exact_match, f1, grade, normalize_answer, offline_scores
+from seal_repro.spec.evaluation import ContainsGrader, ExactMatchGrader, F1Grader, Grader
 
 
 @pytest.mark.parametrize(
@@ -70,3 +72,10 @@ def test_grader_invariants(pred, golds):
         assert contains(pred, golds) and f1(pred, golds) == 1.0
     if n:
         assert contains(pred, [pred]) and exact_match(pred, [pred])
+
+
+def test_grade_has_one_table_and_a_miss_names_the_kinds():
+    kinds = {m.model_fields["kind"].default for m in get_args(get_args(Grader)[0])}
+    assert set(GRADERS) == kinds  # every grader a spec can name, and no other
+    with pytest.raises(TypeError, match="contains, exact_match, f1, semantic, judge"):
+        grade(object(), [])

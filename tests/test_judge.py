@@ -7,7 +7,7 @@ import pytest
 from fake_openai import chat, no_proxy, server  # noqa: F401 (fixtures: the loopback server, no proxy)
 from seal_repro.errors import UserError
 from seal_repro.graders import GradeItem, GradeResult, grade
-from seal_repro.judge import JudgeClient, check_ungraded, parse_verdict, ungraded_rate
+from seal_repro.graders.judge import JudgeClient, check_ungraded, parse_verdict, ungraded_rate
 from seal_repro.spec.evaluation import JudgeGrader
 
 KEY = "sk-planted-SECRET-0123456789"

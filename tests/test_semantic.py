@@ -5,8 +5,8 @@ from pydantic import ValidationError
 
 from seal_repro.errors import UserError
 from seal_repro.graders import GradeItem, grade
+from seal_repro.graders.semantic import SemanticScorer, lexical_score, load_model, numbers
 from seal_repro.replay import reference_graded_files
-from seal_repro.semantic import SemanticScorer, lexical_score, load_model, numbers
 from seal_repro.spec.evaluation import EvaluationSpec, SemanticGrader
 
 

@@ -255,16 +255,25 @@ def _generate_scorer(engine, spec, passages):
     return score
 
 
+@dataclasses.dataclass
+class _GenerateScorer:
+    """`--answers generate`: the engine's own batched generation in place of lm-eval (a Kit's scorer)."""
+
+    score: object
+    version: str | None = None
+
+
 def _warm_up(engine, ref_model, tokenizer) -> None:
     """Library initialisation and first-call costs out of both timings (they share the process)."""
     import torch
 
-    from seal_repro.engine import TrainConfig, TrainExample
+    from seal_repro.engine import TrainExample, train_config
+    from seal_repro.spec.training import TrainingSpec
 
     engine.reset(0)
     # Two sequences in one batch: the packing check (once per engine) and the packed path's first call.
     engine.train([TrainExample("warm up the kernels"), TrainExample("and the packed rows")],
-                 TrainConfig(epochs=1, batch_size=2), seed=0)
+                 train_config(TrainingSpec(epochs=1, batch_size=2)), seed=0)
     engine.reset(0)
     engine.generate(["warm up"], max_new_tokens=2, batch_size=1)
     with torch.no_grad():
@@ -280,7 +289,7 @@ def _executor_training(engine, spec, settings: BenchSettings, passages, cfg) -> 
     from seal_repro.engine import TrainExample
     from seal_repro.executor import local_executor
 
-    ex = local_executor(spec)
+    ex = local_executor(spec.executor, spec.model.device)
     n = EXECUTOR_ROUNDS_PER_WORKER * ex.workers
     rounds = _plan(spec, dataclasses.replace(settings, rounds=n), passages)
 
@@ -302,11 +311,11 @@ def _run_bench(spec, model_dir: Path, settings: BenchSettings) -> dict:
     from seal_repro import models
     from seal_repro.bench.measure import generation_throughput, matmul_flops, peak_gpu_mb, peak_rss_mb, timed
     from seal_repro.bench.reference import ReferenceInnerLoop
-    from seal_repro.engine import LoraEngine, TrainConfig, render_prompt
+    from seal_repro.engine import LoraEngine, render_prompt, train_config
     from seal_repro.io import write_jsonl
-    from seal_repro.knowledge.inner_loop import compute_round
-    from seal_repro.lmeval_glue import QAScorer
-    from seal_repro.stages._common import set_threads
+    from seal_repro.knowledge.inner_loop import Job, Kit, compute_round
+    from seal_repro.lmeval.knowledge import LmEvalQA
+    from seal_repro.stages.helpers import set_threads
 
     set_threads()
     device = models.resolve_device(settings.device or spec.model.device)
@@ -316,9 +325,9 @@ def _run_bench(spec, model_dir: Path, settings: BenchSettings) -> dict:
 
     passages = load_passages(spec.data, seed=spec.seed)
     rounds = _plan(spec, settings, passages)
-    cfg = TrainConfig.from_inner_loop(spec.inner_loop)
     if settings.epochs:
-        cfg = dataclasses.replace(cfg, epochs=settings.epochs)
+        spec = spec.model_copy(update={"inner_loop": spec.inner_loop.model_copy(update={"epochs": settings.epochs})})
+    cfg = train_config(spec.inner_loop, mask_prompt=spec.inner_loop.mask_prompt)
     ev, lora = spec.evaluation, spec.inner_loop.lora
 
     with tempfile.TemporaryDirectory(prefix="seal-bench-") as tmp:
@@ -331,11 +340,10 @@ def _run_bench(spec, model_dir: Path, settings: BenchSettings) -> dict:
         with timed(device, setup_t):
             engine = LoraEngine(model, tok, lora)
             if settings.answers == "lm-eval":
-                score = QAScorer(engine.base_model, tok, questions_file=questions_file,
-                                 answer_prompt=ev.answer_prompt, max_new_tokens=ev.max_new_tokens,
-                                 batch_size=ev.batch_size, chat_template=spec.model.chat_template).score
+                scorer = LmEvalQA()(engine.base_model, tok, questions_file, spec)
             else:
-                score = _generate_scorer(engine, spec, seen.values())
+                scorer = _GenerateScorer(_generate_scorer(engine, spec, seen.values()))
+            kit = Kit(engine, scorer, code="bench")
         ref_model, ref_tok = models.load(mspec, model_dir)
         n_params = sum(p.numel() for p in ref_model.parameters())
         _warm_up(engine, ref_model, tok)
@@ -353,7 +361,7 @@ def _run_bench(spec, model_dir: Path, settings: BenchSettings) -> dict:
         engine_preds: list[str] = []
         for k, rnd in enumerate(rounds, 1):
             with timed(device, engine_t):
-                res = compute_round(rnd, engine, score, cfg, spec.seed)
+                res = compute_round(kit, Job(rnd, spec))
             engine_preds += [a["prediction"] for a in res["answers"]]
             _log(f"engine round {k}/{len(rounds)}: {engine_t[-1]:.2f} s")
 

@@ -44,9 +44,10 @@ def _emit(name: str, value) -> None:
 
 def run(args) -> int:
     from seal_repro.errors import UserError
-    from seal_repro.executor import RayExecutor, WorkerRecipe, _import_ray
+    from seal_repro.executor import RayExecutor, _import_ray
     from seal_repro.io import write_jsonl
-    from seal_repro.knowledge.inner_loop import plan_rounds, run_rounds
+    from seal_repro.knowledge.inner_loop import KitRecipe, plan_rounds, run_rounds
+    from seal_repro.lmeval.knowledge import LmEvalQA
     from seal_repro.memory import without_measurements
     from seal_repro.memo import Memo
     from seal_repro.spec import load_spec
@@ -82,7 +83,7 @@ def run(args) -> int:
         qfile = Path(tmp) / "questions.jsonl"
         write_jsonl(qfile, [{"id": q.id, "passage_id": p.id, "question": q.question, "answer": q.answer,
                              "golds": list(q.golds)} for p in passages for q in p.questions])
-        recipe = WorkerRecipe.of(spec, model_dir, qfile)
+        recipe = KitRecipe.of(spec, model_dir, qfile, LmEvalQA())
         started = not ray.is_initialized()
         if started:
             if args.address:
@@ -95,13 +96,13 @@ def run(args) -> int:
             for n in (1, 2):
                 cfg = RayExecutorSpec(workers=n, threads_per_worker=args.threads, num_cpus_per_worker=args.threads,
                                       num_gpus_per_worker=args.gpus_per_worker, max_retries=0)
-                with RayExecutor(cfg, recipe, ray) as ex:
+                with RayExecutor(cfg, recipe, spec.model.device, ray) as ex:
                     t0 = time.perf_counter()
                     ex.start()
                     _emit(f"ray_{n}_workers_startup_s", time.perf_counter() - t0)
                     t0 = time.perf_counter()
-                    records[n] = run_rounds(rounds, None, None, spec, "bench", Memo(enabled=False),
-                                            desc=f"{n} worker(s)", executor=ex)
+                    records[n] = run_rounds(rounds, None, spec, "bench", Memo(enabled=False),
+                                            desc=f"{n} worker(s)", executor=ex, code=recipe.code)
                     seconds = time.perf_counter() - t0
                 rate[n] = len(rounds) / seconds
                 _emit(f"ray_{n}_workers_seconds", seconds)

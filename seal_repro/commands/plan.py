@@ -15,8 +15,19 @@ def register(sub) -> None:
     p.set_defaults(func=run)
 
 
+def plan_spec(spec):
+    """The cost `Plan` (seal_repro.plan) of a spec of either domain."""
+    # Imported on use, like every command's work, so that building the CLI parser (`--help`) stays light.
+    if spec.domain == "knowledge":
+        from seal_repro.knowledge.plan import plan_knowledge
+
+        return plan_knowledge(spec)
+    from seal_repro.fewshot.plan import plan_fewshot
+
+    return plan_fewshot(spec)
+
+
 def run(args) -> int:
-    from seal_repro.plan import plan_spec
     from seal_repro.spec import load_spec
 
     spec = load_spec(args.spec, section=args.section)

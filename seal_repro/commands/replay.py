@@ -37,7 +37,7 @@ def register(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from seal_repro.calibration import grader_spec, load_calibration
+    from seal_repro.calibration import grader_spec, load_calibration, with_judge_equivalents
     from seal_repro.replay import load_graded, replay_run
     from seal_repro.spec.evaluation import ContainsGrader, ExactMatchGrader, F1Grader, SemanticGrader
 
@@ -55,7 +55,9 @@ def run(args: argparse.Namespace) -> int:
             graders.append(("semantic", SemanticGrader()))
     mismatches = []
     for path, graded in runs:
-        result = replay_run(graded, path, graders, args.resamples, args.seed, calibration)
+        result = replay_run(graded, path, graders, args.resamples, args.seed)
+        if calibration:
+            result = with_judge_equivalents(result, calibration, args.resamples, args.seed)
         print(format_replay(result))
         mismatches += result.mismatches()
     if mismatches:

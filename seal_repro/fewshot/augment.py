@@ -25,8 +25,8 @@ from typing import Literal, Protocol, runtime_checkable
 import numpy as np
 
 from seal_repro.fewshot.grids import MAX_SIDE, Grid, Pair
+from seal_repro.spec.arc_self_edit import FAMILIES  # noqa: F401  (the families' names and order live in the schema)
 
-FAMILIES: tuple[str, ...] = ("basic", "size", "chain", "repeat")
 GRID_FAMILIES: tuple[str, ...] = ("basic", "size", "chain")
 
 SymmetryName = Literal["identity", "rot90", "rot180", "rot270", "flip_h", "flip_v", "transpose", "anti_transpose"]

@@ -2,9 +2,11 @@
 (augmentations, learning rate, epochs, loss on all tokens or the output grid only), then the task's
 test outputs predicted with augmented voting; the round succeeds when every test output is solved.
 
-`predict_fn(prompts) -> texts` is injected by the caller (the stages pass the lm-eval glue), which
-keeps this module free of lm-eval; `memo` makes every round computed once, across conditions, RL and
-re-runs. An invalid self-edit is a failed round with its reason recorded, never an exception.
+A *kit* holds what computing a round needs, loaded once per process: the LoRA engine and a predictor
+`predict(prompts) -> texts` built by an injected factory (the stages pass the lm-eval glue), which keeps this
+module free of lm-eval; `memo` makes every round computed once, across conditions, RL and re-runs (keyed by the
+round's content and the hash of the code computing it). An invalid self-edit is a failed round with its reason
+recorded, never an exception.
 """
 
 from __future__ import annotations
@@ -13,21 +15,65 @@ import hashlib
 import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
 
-
-from seal_repro.engine import LoraEngine, TrainConfig, TrainExample, render_prompt
+from seal_repro import models
+from seal_repro.codehash import code_fingerprint
+from seal_repro.engine import LoraEngine, TrainConfig, TrainExample, render_prompt, train_config as engine_config
 from seal_repro.errors import AdapterNotApplied
-from seal_repro.fewshot.augment import family_transforms
+from seal_repro.executor import LocalExecutor
 from seal_repro.fewshot.grids import grid_to_text
 from seal_repro.fewshot.self_edit import SelfEdit, parse_self_edit
 from seal_repro.fewshot.tasks import Task
 from seal_repro.fewshot.ttt_data import build_ttt_examples
-from seal_repro.fewshot.vote import predict_with_votes, task_solved
+from seal_repro.fewshot.vote import predict_with_votes, task_solved, vote_transforms
 from seal_repro.memo import Memo, key_of, memoized
 from seal_repro.memory import PeakMemory
 
 PredictFn = Callable[[list[str]], list[str]]
-ROUND_VERSION = "fewshot-round-1"  # bump when a change here changes what a round returns
+
+
+class Predictor(Protocol):
+    version: str | None
+
+    def __call__(self, prompts: list[str]) -> list[str]: ...
+
+
+class PredictorFactory(Protocol):
+    """Builds a kit's predictor (the lm-eval glue, seal_repro/lmeval/arc.py); picklable."""
+
+    code_modules: tuple[str, ...]
+
+    def __call__(self, model, tokenizer, prompts_file: Path, spec) -> Predictor: ...
+
+
+@dataclass
+class Kit:
+    engine: LoraEngine
+    predict: Predictor
+    code: str  # hash of the code that computes a round here (seal_repro.codehash)
+
+    @property
+    def device(self):
+        return self.engine.device
+
+
+@dataclass(frozen=True)
+class KitRecipe:
+    spec: Any
+    model_dir: str
+    prompts_file: str
+    predictor: PredictorFactory
+
+    def __call__(self) -> Kit:
+        model, tok = models.load(self.spec.model, Path(self.model_dir))
+        return self.build(model, tok)
+
+    def build(self, model, tokenizer) -> Kit:
+        engine = LoraEngine(model, tokenizer, self.spec.inner_loop.lora)
+        predict = self.predictor(engine.base_model, tokenizer, Path(self.prompts_file), self.spec)
+        return Kit(engine, predict, code_fingerprint(__name__, *self.predictor.code_modules))
 
 
 @dataclass(frozen=True)
@@ -57,9 +103,7 @@ def resolve_self_edit(text: str, spec) -> tuple[SelfEdit | None, str | None]:
     if not parsed.ok:
         return None, parsed.reason
     il = spec.inner_loop
-    return parsed.self_edit.with_defaults(
-        loss_on=il.default_loss_on, learning_rate=il.default_lr, epochs=il.default_epochs
-    ), None
+    return parsed.self_edit.with_defaults(loss_on=il.loss_on, learning_rate=il.lr, epochs=il.epochs), None
 
 
 def plan_rounds(condition: str, tasks: Sequence[Task], self_edits: dict[str, list[str]], spec) -> list[Round]:
@@ -80,12 +124,10 @@ def plan_rounds(condition: str, tasks: Sequence[Task], self_edits: dict[str, lis
 
 
 def train_config(edit: SelfEdit, spec) -> TrainConfig:
-    il, t = spec.inner_loop, edit.training
-    return TrainConfig(
-        epochs=t.epochs, lr=t.learning_rate, batch_size=il.batch_size, grad_accum=il.grad_accum,
-        lr_schedule=il.lr_schedule, max_steps=il.max_steps, mask_prompt=t.loss_on == "output_tokens",
-        max_seq_len=il.max_seq_len, packing=il.packing,
-    )
+    """The inner loop's training settings with the self-edit's own learning rate, epochs and loss."""
+    t = edit.training
+    return engine_config(spec.inner_loop, mask_prompt=t.loss_on == "output_tokens", lr=t.learning_rate,
+                         epochs=t.epochs)
 
 
 def ttt_examples(task: Task, edit: SelfEdit, spec, seed: int, tokenizer) -> tuple[list[TrainExample], int]:
@@ -104,14 +146,10 @@ def ttt_examples(task: Task, edit: SelfEdit, spec, seed: int, tokenizer) -> tupl
     return kept, dropped
 
 
-def vote_transforms(spec) -> list:
-    return [t for fam in spec.evaluation.vote_families for t in family_transforms(fam)]
-
-
-def round_key(rnd: Round, spec, model_fingerprint: str) -> str:
+def round_key(rnd: Round, spec, model_fingerprint: str, code: str) -> str:
     t = rnd.task
     return key_of({
-        "kind": ROUND_VERSION, "model": model_fingerprint, "dtype": spec.model.dtype,
+        "code": code, "model": model_fingerprint, "dtype": spec.model.dtype,
         "chat_template": spec.model.chat_template,
         "task": [t.id, [list(map(grid_to_text, p)) for p in t.train], [grid_to_text(i) for i, _ in t.test]],
         "self_edit": rnd.self_edit.to_json() if rnd.self_edit else None,
@@ -122,16 +160,26 @@ def round_key(rnd: Round, spec, model_fingerprint: str) -> str:
     })
 
 
-def compute_round(rnd: Round, engine: LoraEngine, predict_fn: PredictFn, spec) -> dict:
+@dataclass(frozen=True)
+class Job:
+    round: Round
+    spec: Any
+
+    def describe(self) -> str:
+        return f"round {self.round.condition}/{self.round.task.id}"
+
+
+def compute_round(kit: Kit, job: Job) -> dict:
     """Reset, train on the self-edit's TTT data, check the adapter took, predict with votes; `memory` is the
     round's peak memory (seal_repro/memory.py)."""
+    rnd, spec, engine = job.round, job.spec, kit.engine
     seed = rnd.seed(spec.seed)
     engine.reset(seed)  # B = 0: the model is the base model until trained
     train = None
     responses: list[str] = []
 
     def logged(prompts: list[str]) -> list[str]:
-        out = predict_fn(prompts)
+        out = kit.predict(prompts)
         responses.extend(out)
         return out
 
@@ -156,21 +204,18 @@ def compute_round(rnd: Round, engine: LoraEngine, predict_fn: PredictFn, spec) -
     }
 
 
-def run_rounds(rounds: Sequence[Round], engine: LoraEngine, predict_fn: PredictFn, spec, model_fingerprint: str,
-               memo: Memo, desc: str = "inner loop", executor=None) -> list[dict]:
+def run_rounds(rounds: Sequence[Round], kit: Kit, spec, model_fingerprint: str, memo: Memo, desc: str = "inner loop",
+               executor=None) -> list[dict]:
     """Run (or fetch from the memo) every round; one flat record per round, `solved` False for invalid self-edits.
 
-    `executor` (seal_repro.executor.LocalExecutor; default: this process) computes the rounds the memo lacks,
-    each distinct round once; each result is memoized as it arrives."""
-    from seal_repro.executor import LocalExecutor
+    `executor` (seal_repro.executor; default: this process, on `kit`) computes the rounds the memo lacks, each
+    distinct round once; each result is memoized as it arrives."""
+    executor = executor or LocalExecutor()
 
     def compute(todo: list[int]):
-        return (executor or LocalExecutor()).map(
-            lambda j: compute_round(rounds[todo[j]], engine, predict_fn, spec), len(todo),
-            engine.device if engine is not None else "cpu",
-            describe=lambda j: f"round {rounds[todo[j]].condition}/{rounds[todo[j]].task.id}")
+        return executor.run(compute_round, [Job(rounds[i], spec) for i in todo], kit, describe=Job.describe)
 
-    keys = [round_key(rnd, spec, model_fingerprint) if rnd.valid else None for rnd in rounds]
+    keys = [round_key(rnd, spec, model_fingerprint, kit.code) if rnd.valid else None for rnd in rounds]
     results = memoized(memo, keys, compute, desc)
     invalid = {"seed": None, "train": None, "responses": [], "attempts": [], "solved": False}
     out = []

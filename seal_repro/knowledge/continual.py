@@ -4,19 +4,31 @@ As the reference's continual_self_edits.py: at step t the *current* model writes
 a fresh LoRA is trained on it (the inner loop's settings), evaluated on passages 0..t, then merged into the
 weights, so step t+1 starts from a model holding every earlier edit. Row 0 of the retention matrix is the
 unedited model on all K passages; row r (1..K) is the model after r edits, on passages 0..r-1 (NaN after).
+
+`run_continual` runs `continual.sequences` random orders, each memoized whole (a sequence cannot be split: each
+step starts from the previous one's weights), so a re-run caused by an unrelated upstream change costs nothing.
 """
 
 from __future__ import annotations
 
 import random
 import warnings
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
+from pathlib import Path
 
 import numpy as np
 
+from seal_repro.codehash import code_fingerprint
 from seal_repro.data.records import Passage
-from seal_repro.engine import LoraEngine, TrainConfig, TrainExample
+from seal_repro.engine import LoraEngine, TrainExample, train_config
+from seal_repro.io import write_json, write_jsonl
+from seal_repro.knowledge.baselines import read_passages
+from seal_repro.knowledge.grading import grade_records
+from seal_repro.knowledge.inner_loop import ScorerFactory
+from seal_repro.policy import load_policy, policy_fingerprint
+from seal_repro.knowledge.self_edits import CONTINUAL_SEED_OFFSET, CONTINUAL_SEED_STRIDE, write_self_edits
 from seal_repro.knowledge.sequences import training_sequences
+from seal_repro.memo import Memo, key_of
 
 EditFn = Callable[[object, Passage, int], str]  # (current model, passage, step) -> self-edit text
 AccuracyFn = Callable[[Sequence[Passage]], dict[str, float]]  # passages -> accuracy of the current model on each
@@ -34,7 +46,7 @@ def run_sequence(model, tokenizer, order: Sequence[Passage], spec, edit_fn: Edit
     matrix = np.full((k + 1, k), np.nan)
     first = accuracy_fn(order)
     matrix[0] = [first[p.id] for p in order]
-    cfg = TrainConfig.from_inner_loop(spec.inner_loop)
+    cfg = train_config(spec.inner_loop, mask_prompt=spec.inner_loop.mask_prompt)
     edits, train = [], []
     for t, passage in enumerate(order):
         edit = edit_fn(model, passage, t)
@@ -97,3 +109,80 @@ def to_json(matrix: np.ndarray) -> list[list[float | None]]:
 
 def from_json(rows: list[list[float | None]]) -> np.ndarray:
     return np.array([[np.nan if x is None else x for x in row] for row in rows], dtype=float)
+
+
+def _one_self_edit_spec(spec):
+    """The spec with one self-edit per passage, sampled as `continual.sampling` says (if it says)."""
+    se = spec.self_edit.model_copy(update={"n": 1})
+    if spec.continual.sampling is not None:
+        se = se.model_copy(update={"sampling": spec.continual.sampling})
+    return spec.model_copy(update={"self_edit": se})
+
+
+def run_continual(spec, model_dir: Path, data_dir: Path, policy: Path | None, out: Path, scorer: ScorerFactory,
+                  memo: Memo) -> dict:
+    """Every sequence of edits; `policy`: the final SEAL policy (continual.start: seal), else None (the base)."""
+    cs = spec.continual
+    passages = read_passages(data_dir)
+    by_id = {p.id: p for p in passages}
+    one = _one_self_edit_spec(spec)
+    start_fp = policy_fingerprint(model_dir, policy)
+    code = code_fingerprint(__name__, *scorer.code_modules)
+    matrices, sequences, records, edits = [], [], [], []
+    for s, order in enumerate(draw_orders(passages, cs.n_passages, cs.sequences, spec.seed)):
+        key = key_of({
+            "continual": s, "code": code, "start": start_fp, "dtype": spec.model.dtype,
+            "chat_template": spec.model.chat_template, "passages": [p.to_dict() for p in order],
+            "self_edit": one.self_edit.model_dump(mode="json"), "inner_loop": spec.inner_loop.model_dump(mode="json"),
+            "evaluation": spec.evaluation.model_dump(mode="json"), "seed": spec.seed,
+        })
+        done = memo.get(key)
+        if done is None:
+            done = _sequence(spec, one, model_dir, data_dir, policy, order, s, by_id, scorer)
+            memo.put(key, done)
+            print(f"continual sequence {s}: {len(order)} edits")
+        matrices.append(from_json(done["sequence"]["matrix"]))
+        sequences.append(done["sequence"])
+        records += done["records"]
+        edits += done["self_edits"]
+    mean, std = mean_matrix(matrices)
+    summary = {
+        "skipped": False, "start": cs.start, "n_passages": cs.n_passages, "sequences": cs.sequences,
+        "matrix": to_json(mean), "matrix_std": to_json(std), **forgetting_summary(mean),
+        "per_sequence": sequences, "memo_hits": memo.hits, "memo_misses": memo.misses,
+    }
+    write_jsonl(out / "records.jsonl", records)
+    write_jsonl(out / "self_edits.jsonl", edits)
+    write_json(out / "summary.json", summary)
+    return summary
+
+
+def _sequence(spec, one, model_dir, data_dir, policy, order, s: int, by_id, scorer) -> dict:
+    """One sequence of edits from a freshly loaded start model: its matrix, graded records and self-edits."""
+    seq_records: list[dict] = []
+    model, tok = load_policy(spec, model_dir, policy)  # every sequence starts from the same model
+    score = scorer(model, tok, Path(data_dir) / "questions.jsonl", spec)
+    row = {"n": 0}
+
+    def accuracy(seen):
+        answers = {a["question_id"]: a for a in score.score([q.id for p in seen for q in p.questions])}
+        rounds = [{"condition": "continual", "passage_id": p.id, "self_edit_index": 0, "repeat": 0,
+                   "answers": [answers[q.id] for q in p.questions]} for p in seen]
+        graded = grade_records(spec, rounds, by_id, sequence=s, after_edits=row["n"])
+        seq_records.extend(graded)
+        row["n"] += 1
+        acc = {}
+        for p in seen:
+            marks = [r["correct"] for r in graded if r["passage_id"] == p.id and r["correct"] is not None]
+            acc[p.id] = sum(marks) / len(marks) if marks else float("nan")
+        return acc
+
+    def edit(current, passage, t):
+        offset = CONTINUAL_SEED_OFFSET + s * CONTINUAL_SEED_STRIDE + t
+        return write_self_edits(current, tok, one, [passage], seed_offset=offset)[0]["text"]
+
+    result = run_sequence(model, tok, order, spec, edit, accuracy, seed=spec.seed + 7919 * s)
+    sequence = {"order": result["order"], "matrix": to_json(result["matrix"]), "train": result["train"],
+                **forgetting_summary(result["matrix"])}
+    return {"sequence": sequence, "records": seq_records,
+            "self_edits": [{**e, "sequence": s} for e in result["self_edits"]]}

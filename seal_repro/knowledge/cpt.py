@@ -4,15 +4,31 @@ The corpus of a condition joins, for every passage, the training sequences the s
 use (the split self-edits, then the passage) for each of its first `self_edits_per_passage` self-edits, as the
 reference's CPT.py does. `cpt.method` picks a LoRA (paper v1) or all weights (paper v2); training reuses the
 inner loop's trainer (`LoraEngine.train`), so batching, schedule and masking are the same code.
+
+`run_cpt` trains and scores every condition, side by side in forked copies on a CPU (they are independent), each
+memoized whole.
 """
 
 from __future__ import annotations
 
-from typing import Sequence
+import gc
+from collections.abc import Sequence
+from pathlib import Path
 
+import torch
+
+from seal_repro import models
+from seal_repro.codehash import code_fingerprint
 from seal_repro.data.records import Passage
-from seal_repro.engine import LoraEngine, TrainConfig, TrainExample
+from seal_repro.engine import LoraEngine, TrainExample, train_config
+from seal_repro.executor import local_executor
+from seal_repro.io import read_jsonl, write_json, write_jsonl
+from seal_repro.knowledge.baselines import read_passages
+from seal_repro.knowledge.grading import grade_records
+from seal_repro.knowledge.inner_loop import ScorerFactory
+from seal_repro.knowledge.self_edits import by_passage
 from seal_repro.knowledge.sequences import training_sequences
+from seal_repro.memo import Memo, fingerprint_model_dir, key_of
 
 
 def condition_self_edits(condition: str, passage: Passage, base_edits: dict[str, list[str]],
@@ -41,21 +57,11 @@ def corpus(condition: str, passages: Sequence[Passage], base_edits: dict[str, li
     return seqs
 
 
-def train_config(cpt, inner_loop) -> TrainConfig:
-    """cpt's optimisation settings; sequence length and padding as the inner loop (the same sequences)."""
-    return TrainConfig(epochs=cpt.epochs, lr=cpt.lr, batch_size=cpt.batch_size, grad_accum=cpt.grad_accum,
-                       lr_schedule=cpt.lr_schedule, warmup_steps=cpt.warmup_steps,
-                       max_seq_len=inner_loop.max_seq_len, pad_to_max_len=inner_loop.pad_to_max_len,
-                       packing=inner_loop.packing)
-
-
 class FullEngine(LoraEngine):
     """LoraEngine's trainer over *every* weight of the model (the paper's v2 CPT protocol): no adapter, so
     training changes the model itself; `reset` only seeds. Build a fresh one (and model) per condition."""
 
     def __init__(self, model, tokenizer):  # noqa: super().__init__ would wrap the model in a LoRA
-        import torch
-
         for p in model.parameters():
             p.requires_grad_(True)
         self.tokenizer = tokenizer
@@ -64,11 +70,10 @@ class FullEngine(LoraEngine):
         self._lora_layers = []
         self.trainable = [p for p in model.parameters() if p.requires_grad]
         self._bind_device(model)
-        self._torch = torch
         model.eval()
 
     def reset(self, seed: int) -> None:
-        self._torch.manual_seed(seed)
+        torch.manual_seed(seed)
 
     def logits_differ_from_base(self, *args, **kwargs) -> bool:
         raise NotImplementedError("a fully fine-tuned model keeps no copy of its base weights")
@@ -79,3 +84,75 @@ class FullEngine(LoraEngine):
 
 def examples(seqs: Sequence[str]) -> list[TrainExample]:
     return [TrainExample(s) for s in seqs]
+
+
+def run_cpt(spec, model_dir: Path, data_dir: Path, base_self_edits: Path, seal_self_edits: Path | None, out: Path,
+            scorer: ScorerFactory, memo: Memo) -> dict:
+    """Every cpt condition: its corpus, one model trained on it (from the base model), all questions answered.
+    `base_self_edits`/`seal_self_edits`: self_edits.jsonl of the base model and of the final SEAL policy."""
+    cpt = spec.cpt
+    passages = read_passages(data_dir)[: cpt.n_passages]
+    by_id = {p.id: p for p in passages}
+    base_edits = by_passage(read_jsonl(base_self_edits))
+    seal_edits = by_passage(read_jsonl(seal_self_edits)) if "seal" in cpt.conditions else {}
+    qids = [q.id for p in passages for q in p.questions]
+    cfg = train_config(cpt)
+    lora = cpt.lora or spec.inner_loop.lora
+    fingerprint = fingerprint_model_dir(model_dir)
+    code = code_fingerprint(__name__, *scorer.code_modules)
+    ev = spec.evaluation
+    plan = []  # (condition, corpus, memo key, memoized result or None)
+    for cond in cpt.conditions:
+        seqs = corpus(cond, passages, base_edits, seal_edits, spec)
+        key = key_of({
+            "cpt": cpt.method, "code": code, "model": fingerprint, "dtype": spec.model.dtype,
+            "chat_template": spec.model.chat_template, "sequences": seqs,
+            "lora": lora.model_dump(mode="json") if cpt.method == "lora" else None, "train": cfg.__dict__,
+            "seed": spec.seed, "questions": qids, "answer_prompt": ev.answer_prompt, "max_new_tokens": ev.max_new_tokens,
+        })
+        plan.append((cond, seqs, key, memo.get(key)))
+    todo = [i for i, (*_, done) in enumerate(plan) if done is None]
+    kit: dict = {}
+
+    def build():
+        kit.clear()
+        gc.collect()
+        model, tok = models.load(spec.model, Path(model_dir))
+        kit["engine"] = FullEngine(model, tok) if cpt.method == "full" else LoraEngine(model, tok, lora)
+        kit["scorer"] = scorer(kit["engine"].base_model, tok, Path(data_dir) / "questions.jsonl", spec)
+
+    def train_and_score(j: int) -> dict:
+        _, seqs, _, _ = plan[todo[j]]
+        if cpt.method == "full" and kit.get("trained"):
+            build()  # full fine-tuning changed the weights: the next condition starts from the base model again
+        engine = kit["engine"]
+        engine.reset(spec.seed)
+        train = None
+        if seqs:
+            st = engine.train(examples(seqs), cfg, seed=spec.seed)
+            kit["trained"] = True
+            train = {"steps": st.steps, "real_tokens": st.real_tokens, "seconds": round(st.seconds, 3),
+                     "final_loss": st.final_loss}
+        return {"train": train, "answers": kit["scorer"].score(qids)}
+
+    if todo:
+        build()
+        # The conditions are independent: the local executor's forked copies train them side by side.
+        for j, result in local_executor(spec.executor, spec.model.device).map(
+                train_and_score, len(todo), kit["engine"].device, describe=lambda j: f"cpt condition {plan[todo[j]][0]}"):
+            cond, seqs, key, _ = plan[todo[j]]
+            memo.put(key, result)
+            plan[todo[j]] = (cond, seqs, key, result)
+    records, stats = [], {}
+    for cond, seqs, _, result in plan:
+        answers = {a["question_id"]: a for a in result["answers"]}
+        rounds = [{"condition": cond, "passage_id": p.id, "self_edit_index": 0, "repeat": 0,
+                   "answers": [answers[q.id] for q in p.questions]} for p in passages]
+        records += grade_records(spec, rounds, by_id, setting="cpt")
+        stats[cond] = {"sequences": len(seqs), "train": result["train"]}
+        print(f"cpt {cond}: {len(seqs)} training sequences, {len(qids)} questions")
+    summary = {"skipped": False, "method": cpt.method, "protocol_version": cpt.protocol_version,
+               "n_passages": len(passages), "conditions": stats, "memo_hits": memo.hits, "memo_misses": memo.misses}
+    write_jsonl(out / "records.jsonl", records)
+    write_json(out / "summary.json", summary)
+    return summary

@@ -1,25 +1,31 @@
 """The single-passage inner loop: for each (passage, self-edit, repeat) train a fresh LoRA and answer τ.
 
-`score_fn(question_ids) -> list[dict]` is injected by the caller (the stage passes lm-eval glue), which
-keeps this module free of lm-eval; `memo` makes every round computed once.
+A *kit* holds what computing a round needs, loaded once per process: the LoRA engine over the (policy) model and a
+scoring function `score(question_ids) -> answers`. The scorer is injected (`KitRecipe.scorer`, the stages pass the
+lm-eval glue), which keeps this module free of lm-eval. `run_rounds` keys every round by its content and the
+hash of the code computing it, takes what the memo holds and sends the rest to the executor.
 """
 
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import TYPE_CHECKING, Protocol
 
-
+from seal_repro.codehash import code_fingerprint
 from seal_repro.data.records import Passage
-from seal_repro.engine import LoraEngine, TrainConfig, TrainExample
+from seal_repro.engine import LoraEngine, TrainExample, train_config
 from seal_repro.errors import AdapterNotApplied
 from seal_repro.executor import LocalExecutor
+from seal_repro.policy import load_policy
 from seal_repro.knowledge.sequences import training_sequences
 from seal_repro.memo import Memo, key_of, memoized
 from seal_repro.memory import PeakMemory
-from seal_repro.spec.experiment import ExperimentSpec
+
+if TYPE_CHECKING:
+    from seal_repro.spec.experiment import ExperimentSpec
 
 ScoreFn = Callable[[list[str]], list[dict]]
 
@@ -39,22 +45,80 @@ class Round:
         blob = "\x1f".join([str(spec_seed), self.passage.id, "\x1e".join(self.sequences), str(self.repeat)])
         return int.from_bytes(hashlib.sha256(blob.encode()).digest()[:4], "little")
 
+    def describe(self) -> str:
+        return f"round {self.condition}/{self.passage.id}/edit {self.self_edit_index}/repeat {self.repeat}"
 
+
+# -- the kit ------------------------------------------------------------------------------------------------------
+class Scorer(Protocol):
+    version: str | None
+
+    def score(self, question_ids: list[str]) -> list[dict]: ...
+
+
+class ScorerFactory(Protocol):
+    """Builds the scorer of a kit (the lm-eval glue, seal_repro/lmeval/knowledge.py); picklable."""
+
+    code_modules: tuple[str, ...]  # the modules whose code scores a round (part of every round's memo key)
+
+    def __call__(self, model, tokenizer, questions_file: Path, spec) -> Scorer: ...
+
+
+@dataclass
+class Kit:
+    engine: LoraEngine
+    scorer: Scorer
+    code: str  # hash of the code that computes a round here (seal_repro.codehash)
+
+    @property
+    def device(self):
+        return self.engine.device
+
+
+@dataclass(frozen=True)
+class KitRecipe:
+    """How to build a kit: picklable, so a Ray worker can build its own (paths absolute: a worker's working
+    directory is not the driver's on another node)."""
+
+    spec: ExperimentSpec
+    model_dir: str
+    questions_file: str
+    scorer: ScorerFactory
+    policy_dir: str | None = None  # a policy adapter merged into the model first (knowledge.policy.load_policy)
+
+    @classmethod
+    def of(cls, spec, model_dir, questions_file, scorer, policy_dir=None) -> KitRecipe:
+        return cls(spec, str(Path(model_dir).resolve()), str(Path(questions_file).resolve()), scorer,
+                   None if policy_dir is None else str(Path(policy_dir).resolve()))
+
+    @property
+    def code(self) -> str:
+        """Hash of the code that computes a round with this recipe's kit (domain + scorer)."""
+        return code_fingerprint(__name__, *self.scorer.code_modules)
+
+    def __call__(self) -> Kit:
+        model, tok = load_policy(self.spec, Path(self.model_dir), None if self.policy_dir is None else Path(self.policy_dir))
+        return self.build(model, tok)
+
+    def build(self, model, tokenizer) -> Kit:
+        """A kit over a model already loaded (the stage's, shared with its sampling)."""
+        engine = LoraEngine(model, tokenizer, self.spec.inner_loop.lora)
+        scorer = self.scorer(engine.base_model, tokenizer, Path(self.questions_file), self.spec)
+        return Kit(engine, scorer, self.code)
+
+
+# -- rounds -------------------------------------------------------------------------------------------------------
 def plan_rounds(condition: str, passages: Sequence[Passage], self_edits: dict[str, list[str]],
                 spec: ExperimentSpec) -> list[Round]:
     rounds = []
     repeats = 1 if condition == "base" else spec.evaluation.repeats
     for p in passages:
-        if condition == "base":
+        if condition in ("base", "passage"):
             edits: list[str | None] = [None]
-        elif condition == "passage":
-            edits = [None]
-        elif condition == "base_synthetic":
-            edits = list(self_edits.get(p.id, []))
         elif condition == "teacher_synthetic":
             edits = list(p.teacher_self_edits)
-        else:
-            raise ValueError(f"unknown condition {condition!r}")
+        else:  # base_synthetic and every condition whose self-edits a policy wrote (SEAL, RL samples)
+            edits = list(self_edits.get(p.id, []))
         for i, edit in enumerate(edits):
             seqs = () if condition == "base" else tuple(training_sequences(edit, p.title, p.context, spec.inner_loop))
             for r in range(repeats):
@@ -62,42 +126,95 @@ def plan_rounds(condition: str, passages: Sequence[Passage], self_edits: dict[st
     return rounds
 
 
-def round_key(rnd: Round, spec: ExperimentSpec, model_fingerprint: str) -> str:
+def round_key(rnd: Round, spec: ExperimentSpec, model_fingerprint: str, code: str) -> str:
+    trains = bool(rnd.sequences)
     return key_of({
-        "model": model_fingerprint, "dtype": spec.model.dtype, "chat_template": spec.model.chat_template,
-        "sequences": list(rnd.sequences), "lora": spec.inner_loop.lora.model_dump(mode="json") if rnd.sequences else None,
-        "train": TrainConfig.from_inner_loop(spec.inner_loop).__dict__ if rnd.sequences else None,
-        "seed": rnd.seed(spec.seed) if rnd.sequences else None,
+        "code": code, "model": model_fingerprint, "dtype": spec.model.dtype, "chat_template": spec.model.chat_template,
+        "sequences": list(rnd.sequences), "lora": spec.inner_loop.lora.model_dump(mode="json") if trains else None,
+        "train": train_config(spec.inner_loop, mask_prompt=spec.inner_loop.mask_prompt).__dict__ if trains else None,
+        "seed": rnd.seed(spec.seed) if trains else None,
         "questions": [(q.id, q.question) for q in rnd.passage.questions],
         "answer_prompt": spec.evaluation.answer_prompt, "max_new_tokens": spec.evaluation.max_new_tokens,
     })
 
 
-def run_rounds(rounds: Sequence[Round], engine: LoraEngine, score_fn: ScoreFn, spec: ExperimentSpec,
-               model_fingerprint: str, memo: Memo, desc: str = "inner loop", executor=None,
-               first_adapter_dir: Path | None = None) -> list[dict]:
-    """Run (or fetch from the memo) every round; return one record per round with its question records.
+@dataclass(frozen=True)
+class Job:
+    """A round as the executor ships it: the round, the settings, and where to save its adapter (if anywhere)."""
 
-    `executor` (seal_repro.executor; default: local, on `engine` and `score_fn`) computes the rounds the memo
-    lacks, each once; every result is memoized the moment it arrives and the records keep the rounds' order.
-    `first_adapter_dir`: where rounds[0]'s adapter is saved if this call computes it (a local executor does).
+    round: Round
+    spec: ExperimentSpec
+    adapter_dir: str | None = None
+
+    def describe(self) -> str:
+        return self.round.describe()
+
+
+def compute_round(kit: Kit, job: Job) -> dict:
+    """Reset the adapter, train it on the round's sequences, check it took, answer the passage's questions; the
+    result's `memory` is the round's peak memory (seal_repro/memory.py)."""
+    rnd, spec, engine = job.round, job.spec, kit.engine
+    seed = rnd.seed(spec.seed)
+    engine.reset(seed)
+    stats = None
+    with PeakMemory(engine.device) as peak:
+        if rnd.sequences:
+            cfg = train_config(spec.inner_loop, mask_prompt=spec.inner_loop.mask_prompt)
+            stats = engine.train([TrainExample(s) for s in rnd.sequences], cfg, seed=seed)
+            if not engine.logits_differ_from_base():
+                raise AdapterNotApplied(
+                    f"adapter for passage {rnd.passage.id} ({rnd.condition}) left the model's logits unchanged: "
+                    "training had no effect (check inner_loop.lr / inner_loop.lora.target_modules)"
+                )
+            if job.adapter_dir is not None:
+                engine.save_adapter(job.adapter_dir)
+        answers = kit.scorer.score([q.id for q in rnd.passage.questions])
+    return {
+        "memory": peak.as_dict(),
+        "seed": seed if rnd.sequences else None,
+        "train": None if stats is None else {
+            "steps": stats.steps, "real_tokens": stats.real_tokens, "seconds": round(stats.seconds, 3),
+            "final_loss": stats.final_loss,
+        },
+        "answers": answers,
+    }
+
+
+def run_rounds(rounds: Sequence[Round], kit: Kit | None, spec: ExperimentSpec, model_fingerprint: str, memo: Memo,
+               desc: str = "inner loop", executor=None, first_adapter_dir: Path | None = None,
+               code: str | None = None) -> list[dict]:
+    """Run (or fetch from the memo) every round; one record per round with its answers, in the rounds' order.
+
+    `executor` (seal_repro.executor; default: in this process, on `kit`) computes the rounds the memo lacks, each
+    once; every result is memoized the moment it arrives. `first_adapter_dir`: rounds[0]'s adapter is saved there
+    when this call trains it in this process (`save_first_adapter` covers the other cases). `kit` may be None
+    when every round goes to Ray workers (which build their own); `code` is then the recipe's.
     """
-    cfg = TrainConfig.from_inner_loop(spec.inner_loop)
+    executor = executor or LocalExecutor()
 
     def compute(todo: list[int]):
-        # rounds[0]'s adapter is saved only where this call trains it (not when it comes from the memo)
-        adapter_dir = first_adapter_dir if todo[:1] == [0] else None
-        return (executor or LocalExecutor()).compute([rounds[i] for i in todo], engine, score_fn, cfg, spec.seed,
-                                                     first_adapter_dir=adapter_dir)
+        local = isinstance(executor, LocalExecutor)
+        jobs = [Job(rounds[i], spec, str(first_adapter_dir) if (i == 0 and local and first_adapter_dir) else None)
+                for i in todo]
+        return executor.run(compute_round, jobs, kit, describe=Job.describe)
 
-    results = memoized(memo, [round_key(rnd, spec, model_fingerprint) for rnd in rounds], compute, desc)
-    out = []
-    for rnd, result in zip(rounds, results):
-        out.append({
-            "condition": rnd.condition, "passage_id": rnd.passage.id, "self_edit_index": rnd.self_edit_index,
-            "repeat": rnd.repeat, "self_edit": rnd.self_edit, "n_sequences": len(rnd.sequences), **result,
-        })
-    return out
+    code = code or kit.code
+    results = memoized(memo, [round_key(rnd, spec, model_fingerprint, code) for rnd in rounds], compute, desc)
+    return [{
+        "condition": rnd.condition, "passage_id": rnd.passage.id, "self_edit_index": rnd.self_edit_index,
+        "repeat": rnd.repeat, "self_edit": rnd.self_edit, "n_sequences": len(rnd.sequences), **result,
+    } for rnd, result in zip(rounds, results)]
+
+
+def save_first_adapter(rounds: Sequence[Round], kit: Kit, spec: ExperimentSpec, adapter_dir: Path) -> None:
+    """rounds[0]'s adapter, for the stock `lm_eval` CLI, when run_rounds did not save it (the round came from the
+    memo, or ran on a Ray worker): trained again here, seeded, so it is the same adapter."""
+    if rounds and rounds[0].sequences and not (Path(adapter_dir) / "adapter_config.json").exists():
+        kit.engine.reset(rounds[0].seed(spec.seed))
+        kit.engine.train([TrainExample(s) for s in rounds[0].sequences],
+                         train_config(spec.inner_loop, mask_prompt=spec.inner_loop.mask_prompt),
+                         seed=rounds[0].seed(spec.seed))
+        kit.engine.save_adapter(adapter_dir)
 
 
 def peak_memory_of(results: Sequence[dict]) -> dict:
@@ -107,34 +224,4 @@ def peak_memory_of(results: Sequence[dict]) -> dict:
     return {
         "round_peak_rss_mb": max((m["peak_rss_mb"] for m in measured), default=None),
         "round_peak_gpu_mb": max((m["peak_gpu_mb"] for m in measured), default=None),
-    }
-
-
-def compute_round(rnd: Round, engine: LoraEngine, score_fn: ScoreFn, cfg: TrainConfig, spec_seed: int,
-                  adapter_dir: Path | None = None) -> dict:
-    """Reset the adapter, train it on the round's sequences, check it took, answer the passage's questions;
-    `adapter_dir`: also save the trained adapter there (for the stock lm_eval CLI). The result's `memory` is the
-    round's peak memory (seal_repro/memory.py): resident set of the process computing it, GPU allocations."""
-    seed = rnd.seed(spec_seed)
-    engine.reset(seed)
-    stats = None
-    with PeakMemory(engine.device) as peak:
-        if rnd.sequences:
-            stats = engine.train([TrainExample(s) for s in rnd.sequences], cfg, seed=seed)
-            if not engine.logits_differ_from_base():
-                raise AdapterNotApplied(
-                    f"adapter for passage {rnd.passage.id} ({rnd.condition}) left the model's logits unchanged: "
-                    "training had no effect (check inner_loop.lr / inner_loop.lora.target_modules)"
-                )
-            if adapter_dir is not None:
-                engine.save_adapter(adapter_dir)
-        answers = score_fn([q.id for q in rnd.passage.questions])
-    return {
-        "memory": peak.as_dict(),
-        "seed": seed if rnd.sequences else None,
-        "train": None if stats is None else {
-            "steps": stats.steps, "real_tokens": stats.real_tokens, "seconds": round(stats.seconds, 3),
-            "final_loss": stats.final_loss,
-        },
-        "answers": answers,
     }

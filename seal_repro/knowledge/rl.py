@@ -1,70 +1,50 @@
-"""ReST-EM for knowledge incorporation (SEAL's outer loop), the pieces of one iteration.
+"""SEAL for knowledge incorporation: ReST-EM on training passages, and the SEAL condition after each iteration.
 
-An iteration: the current policy samples `rl.k` self-edits per training passage; each self-edit becomes
-`rl.repeats` inner-loop rounds on the policy model itself (the reference's TTT server adapts the RL
-checkpoint, not the original base); its reward is the mean adapted accuracy, or that minus the baseline's
-(`rl.baseline`); `rl.keep` picks the self-edits the policy is fine-tuned on, with loss on the self-edit only.
+Iteration i (the core loop is seal_repro/rest_em.py): the policy of iteration i-1 (iteration 0: the base model)
+samples `rl.k` self-edits per training passage; each self-edit becomes `rl.repeats` inner-loop rounds on the
+policy model itself (the reference's TTT server adapts the RL checkpoint, not the original base); its reward is
+the mean adapted accuracy, or that minus the baseline's (`rl.reward`); `rl.keep` picks the self-edits the policy
+is fine-tuned on. Then the new policy writes `self_edit.n` self-edits per *evaluation* passage, with the seeds the
+base model's self-edits used, and the inner loop adapts the policy model on them: the SEAL row after iteration i.
 
-Policies on disk are standard PEFT LoRA folders over the *base* model. Iteration 1's is the trained LoRA
-itself. Iteration i >= 2 trains a fresh LoRA on the base with iteration i-1 merged in (as the reference does),
-and saves the two *stacked*: one LoRA of rank r_prev + r whose update B·A equals the sum of both updates
-(`stack_adapters`), so `PeftModel.from_pretrained(base, "…/iter2/policy")` is iteration 2's policy, exactly.
+Resumable without DVC's help: samples, rounds and each iteration's trained policy are memoized by content, so
+a killed run, or one with more iterations, recomputes only what it had not finished.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 import math
 import shutil
+import tempfile
 from collections import defaultdict
+from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
-from typing import Sequence
 
+from seal_repro import rest_em
+from seal_repro.codehash import code_fingerprint
 from seal_repro.data.records import Passage
-from seal_repro.engine import TrainConfig, TrainExample, generate, render_prompt
-from seal_repro.knowledge.inner_loop import Round, plan_rounds
-from seal_repro.knowledge.prompts import self_edit_prompt, uses_chat_template
-from seal_repro.memo import fingerprint_model_dir, key_of
+from seal_repro.engine import LoraEngine, TrainExample
+from seal_repro.executor import make_executor
+from seal_repro.io import write_json, write_jsonl
+from seal_repro.knowledge.baselines import read_passages, write_condition
+from seal_repro.knowledge.grading import grade_records
+from seal_repro.knowledge.inner_loop import KitRecipe, Round, ScorerFactory, peak_memory_of, plan_rounds, run_rounds
+from seal_repro.policy import load_policy, policy_fingerprint, stack_adapters
+from seal_repro.knowledge.self_edits import by_passage, policy_prompt, rl_seed_offset, sample_k, write_self_edits
+from seal_repro.memo import Memo, key_of
 
-ADAPTER_WEIGHTS = "adapter_model.safetensors"
-ADAPTER_CONFIG = "adapter_config.json"
 SAMPLE_CONDITION, BASELINE_CONDITION = "rl_sample", "rl_baseline"
-
-
-def sample_seed_offset(iteration: int) -> int:
-    """Seeds of iteration i's training samples; far from 0, which the evaluation self-edits use."""
-    return 100_003 * iteration
-
-
-def sample_self_edits(model, tokenizer, spec, passages: Sequence[Passage], k: int, seed: int) -> list[dict]:
-    """`k` sampled self-edits per passage as rows {passage_id, index, text}, ordered by (passage, index).
-
-    All n·k prompts go through batched generation together (the k copies of a prompt draw different
-    samples): on a CPU one batch of 9 costs about a third of three batches of 3.
-    """
-    s = spec.self_edit.sampling
-    prompts = [policy_prompt(spec, tokenizer, p) for p in passages for _ in range(k)]
-    texts = generate(model, tokenizer, prompts, max_new_tokens=s.max_new_tokens, temperature=s.temperature,
-                     top_p=s.top_p, batch_size=spec.evaluation.batch_size, seed=seed)
-    return [{"passage_id": p.id, "index": i, "text": texts[j * k + i].strip()}
-            for j, p in enumerate(passages) for i in range(k)]
-
-
-def with_self_edits(spec, n: int):
-    return spec.model_copy(update={"self_edit": spec.self_edit.model_copy(update={"n": n})})
 
 
 def with_repeats(spec, repeats: int):
     return spec.model_copy(update={"evaluation": spec.evaluation.model_copy(update={"repeats": repeats})})
 
 
-# -- rewards ------------------------------------------------------------------------------------------------
 def rl_rounds(passages: Sequence[Passage], samples: dict[str, list[str]], spec, rl) -> list[Round]:
     """`rl.repeats` rounds per sampled self-edit, then the baseline's rounds for each passage."""
     s = with_repeats(spec, rl.repeats)
-    rounds = [replace(r, condition=SAMPLE_CONDITION) for r in plan_rounds("base_synthetic", passages, samples, s)]
+    rounds = [replace(r, condition=SAMPLE_CONDITION) for r in plan_rounds(SAMPLE_CONDITION, passages, samples, s)]
     return rounds + [replace(r, condition=BASELINE_CONDITION) for r in plan_rounds(rl.baseline, passages, {}, s)]
 
 
@@ -73,150 +53,146 @@ def _mean(values) -> float:
     return sum(graded) / len(graded) if graded else math.nan
 
 
-def score_samples(records: list[dict], rl) -> list[dict]:
-    """One row per sampled self-edit: its mean accuracy over questions x repeats, the baseline's, the reward."""
+def score_samples(records: Sequence[dict], samples: Sequence[rest_em.Sample], rl) -> list[rest_em.Scored]:
+    """One Scored per sample: its mean accuracy over questions x repeats against the baseline's, and the reward."""
     baseline: dict[str, list] = defaultdict(list)
-    samples: dict[tuple[str, int], list] = defaultdict(list)
+    correct: dict[tuple[str, int], list] = defaultdict(list)
     for r in records:
         if r["condition"] == BASELINE_CONDITION:
             baseline[r["passage_id"]].append(r["correct"])
         else:
-            samples[(r["passage_id"], r["self_edit_index"])].append(r["correct"])
-    rows = []
-    for (pid, index), correct in samples.items():
-        acc, base = _mean(correct), _mean(baseline[pid])
-        rows.append({
-            "passage_id": pid, "index": index, "accuracy": acc, "baseline": base,
-            "reward": acc if rl.reward == "accuracy" else acc - base, "beats_baseline": acc > base,
-        })
-    rows.sort(key=lambda r: (r["passage_id"], r["index"]))
-    return rows
-
-
-def keep_rows(rows: list[dict], rl) -> list[dict]:
-    """The self-edits the policy is fine-tuned on; ties go to the earlier sample, unscored ones never count."""
-    if rl.keep == "beats_baseline":
-        return [r for r in rows if r["beats_baseline"]]
-    m = 1 if rl.keep == "best1" else rl.top_m
-    by_passage: dict[str, list[dict]] = defaultdict(list)
-    for r in rows:
-        if not math.isnan(r["reward"]):
-            by_passage[r["passage_id"]].append(r)
-    kept = []
-    for pid in sorted(by_passage):
-        kept += sorted(by_passage[pid], key=lambda r: (-r["reward"], r["index"]))[:m]
-    return sorted(kept, key=lambda r: (r["passage_id"], r["index"]))
-
-
-def iteration_metrics(rows: list[dict], kept: list[dict], lengths: list[int]) -> dict:
-    scored = [r for r in rows if not math.isnan(r["reward"])]
-    return {
-        "sampled": len(rows), "kept": len(kept),
-        "mean_reward": _mean(r["reward"] for r in scored),
-        "mean_accuracy": _mean(r["accuracy"] for r in scored),
-        "mean_baseline": _mean(r["baseline"] for r in scored),
-        "share_beating_baseline": _mean(float(r["beats_baseline"]) for r in scored),
-        "mean_self_edit_tokens": _mean(lengths),
-    }
-
-
-# -- policy fine-tuning --------------------------------------------------------------------------------------
-def policy_prompt(spec, tokenizer, passage: Passage) -> str:
-    return render_prompt(tokenizer, self_edit_prompt(spec.self_edit, passage.title, passage.context),
-                         uses_chat_template(spec))
-
-
-def sft_examples(kept: list[dict], texts: dict[tuple[str, int], str], passages: dict[str, Passage], spec,
-                 tokenizer) -> list[TrainExample]:
-    """(self-edit prompt -> kept self-edit) pairs; an empty self-edit teaches nothing and is skipped."""
+            correct[(r["passage_id"], r["self_edit_index"])].append(r["correct"])
     out = []
-    for r in kept:
-        text = texts[(r["passage_id"], r["index"])]
-        if text.strip():
-            out.append(TrainExample(completion=text, prompt=policy_prompt(spec, tokenizer, passages[r["passage_id"]])))
+    for s in samples:
+        acc, base = _mean(correct[(s.context_id, s.index)]), _mean(baseline[s.context_id])
+        out.append(rest_em.Scored(s, acc if rl.reward == "accuracy" else acc - base, acc, base))
     return out
 
 
-def sft_config(rl) -> TrainConfig:
-    sft = rl.sft
-    return TrainConfig(epochs=sft.epochs, lr=sft.lr, batch_size=sft.batch_size, grad_accum=sft.grad_accum,
-                       lr_schedule=sft.lr_schedule, warmup_steps=sft.warmup_steps, mask_prompt=True,
-                       max_seq_len=sft.max_seq_len)
+def sft_examples(kept: Sequence[rest_em.Scored], passages: dict[str, Passage], spec, tokenizer) -> list[TrainExample]:
+    """(self-edit prompt -> kept self-edit) pairs; an empty self-edit teaches nothing and is skipped."""
+    return [TrainExample(completion=r.sample.text, prompt=policy_prompt(spec, tokenizer, passages[r.sample.context_id]))
+            for r in kept if r.sample.text.strip()]
 
 
-# -- policies on disk -----------------------------------------------------------------------------------------
-def _module(key: str) -> tuple[str, str]:
-    module, _, rest = key.rpartition(".lora_")
-    return module, rest.split(".")[0]  # ("…q_proj", "A" | "B")
+def _sample_rows(iteration: rest_em.Iteration) -> list[dict]:
+    kept = {(r.sample.context_id, r.sample.index) for r in iteration.kept}
+    return [{"passage_id": r.sample.context_id, "index": r.sample.index, "text": r.sample.text,
+             "tokens": r.sample.tokens, "truncated": r.sample.truncated, "accuracy": r.accuracy,
+             "baseline": r.baseline, "reward": r.reward, "beats_baseline": r.beats_baseline,
+             "kept": (r.sample.context_id, r.sample.index) in kept} for r in iteration.scored]
 
 
-def stack_adapters(prev: Path | None, new: Path, out: Path) -> None:
-    """Write to `out` one LoRA whose update is prev's plus new's (both PEFT LoRA folders over the same weights).
+class KnowledgeRL:
+    """The RL phase of one spec: `run()` does every iteration, each followed by its SEAL condition."""
 
-    A LoRA adds scale·B·A; concatenating [A_prev; A_new] and [s_prev·B_prev, s_new·B_new] with scale 1 adds
-    exactly both updates. A module only one side adapts gets zero blocks on the other side.
-    """
-    import torch
-    from safetensors.torch import load_file, save_file
+    def __init__(self, spec, model_dir: Path, data_dir: Path, out: Path, scorer: ScorerFactory, memo: Memo):
+        self.spec, self.rl, self.model_dir, self.out, self.scorer, self.memo = spec, spec.rl, Path(model_dir), \
+            Path(out), scorer, memo
+        self.data_dir = Path(data_dir)
+        self.train = read_passages(data_dir, "rl_passages.jsonl")
+        self.evaluation = read_passages(data_dir)
 
-    out = Path(out)
-    if out.exists():
-        shutil.rmtree(out)
-    if prev is None:
-        shutil.copytree(new, out)
-        return
-    cfgs = [json.loads((Path(d) / ADAPTER_CONFIG).read_text()) for d in (prev, new)]
-    weights = [load_file(str(Path(d) / ADAPTER_WEIGHTS)) for d in (prev, new)]
-    if any(c.get("use_rslora") or c.get("use_dora") or c.get("rank_pattern") or c.get("alpha_pattern") for c in cfgs):
-        raise ValueError("stack_adapters handles plain LoRA adapters only (no rslora/dora/rank patterns)")
-    ranks = [c["r"] for c in cfgs]
-    scales = [c["lora_alpha"] / c["r"] for c in cfgs]
-    modules = sorted({_module(k)[0] for w in weights for k in w})
-    dtype = next(iter(weights[1].values())).dtype
-    stacked = {}
-    for m in modules:
-        a_parts, b_parts = [], []
-        pairs = [(w.get(f"{m}.lora_A.weight"), w.get(f"{m}.lora_B.weight")) for w in weights]
-        d_in = next(a.shape[1] for a, _ in pairs if a is not None)
-        d_out = next(b.shape[0] for _, b in pairs if b is not None)
-        for (a, b), r, s in zip(pairs, ranks, scales):
-            a_parts.append(torch.zeros(r, d_in) if a is None else a.float())
-            b_parts.append(torch.zeros(d_out, r) if b is None else b.float() * s)
-        stacked[f"{m}.lora_A.weight"] = torch.cat(a_parts, 0).to(dtype).contiguous()
-        stacked[f"{m}.lora_B.weight"] = torch.cat(b_parts, 1).to(dtype).contiguous()
-    out.mkdir(parents=True)
-    targets = set()
-    for c in cfgs:
-        t = c.get("target_modules") or []
-        targets |= {t} if isinstance(t, str) else set(t)
-    total = sum(ranks)
-    cfg = {**cfgs[1], "r": total, "lora_alpha": total, "target_modules": sorted(targets)}
-    (out / ADAPTER_CONFIG).write_text(json.dumps(cfg, indent=2, sort_keys=True) + "\n")
-    save_file(stacked, str(out / ADAPTER_WEIGHTS), metadata={"format": "pt"})
-    for extra in Path(new).iterdir():  # e.g. README.md written by PEFT
-        if extra.name not in (ADAPTER_CONFIG, ADAPTER_WEIGHTS) and extra.is_file():
-            shutil.copy(extra, out / extra.name)
+    def run(self) -> list[dict]:
+        prev, summaries = None, []
+        for k in range(1, self.rl.iterations + 1):
+            summary = self.iteration(k, prev)
+            prev = self.out / f"iter{k}" / "policy"
+            summary["seal"] = self.seal_condition(k, prev)
+            write_json(self.out / f"iter{k}" / "summary.json", summary)
+            summaries.append(summary)
+        return summaries
 
+    # -- one ReST-EM iteration ---------------------------------------------------------------------------------
+    def iteration(self, k: int, prev: Path | None) -> dict:
+        spec, rl, memo = self.spec, self.rl, self.memo
+        folder = self.out / f"iter{k}"
+        by_id = {p.id: p for p in self.train}
+        fingerprint = policy_fingerprint(self.model_dir, prev)
+        model, tok = load_policy(spec, self.model_dir, prev)
+        recipe = KitRecipe.of(spec, self.model_dir, self.data_dir / "rl_questions.jsonl", self.scorer, prev)
+        kit_holder: dict = {}
+        results_holder: dict = {}
 
-def load_policy(spec, model_dir: Path, policy_dir: Path | None):
-    """(model, tokenizer): the base model with the policy adapter merged into its weights (None: the base)."""
-    from seal_repro import models
+        def sample(passages):
+            rows = sample_k(model, tok, spec, passages, rl.k, spec.seed + rl_seed_offset(k), memo=memo,
+                            model_fingerprint=fingerprint)
+            return [rest_em.Sample(r["passage_id"], r["index"], r["text"], r["tokens"], r["truncated"]) for r in rows]
 
-    model, tok = models.load(spec.model, Path(model_dir))
-    if policy_dir is not None:
-        from peft import PeftModel
+        def reward(samples):
+            kit = kit_holder["kit"] = recipe.build(model, tok)
+            edits = by_passage([{"passage_id": s.context_id, "index": s.index, "text": s.text} for s in samples])
+            with make_executor(spec.executor, recipe, spec.model.device) as executor:
+                results = run_rounds(rl_rounds(self.train, edits, spec, rl), kit, spec, fingerprint, memo,
+                                     desc=f"rl iteration {k}", executor=executor)
+            records = grade_records(spec, results, by_id)
+            results_holder.update(results=results, records=records)
+            return score_samples(records, samples, rl)
 
-        model = PeftModel.from_pretrained(model, str(policy_dir)).merge_and_unload()
-        model.eval()
-    return model, tok
+        def sft(kept):
+            examples = sft_examples(kept, by_id, spec, tok)
+            if not examples:
+                return None
+            return self.train_policy(k, prev, kit_holder["kit"].engine.peft_model.unload(), tok, examples)
 
+        it = rest_em.iterate(self.train, sample=sample, reward=reward, keep=rl.keep, top_m=rl.top_m, sft=sft)
+        if it.sft is None:  # nothing to learn: the policy stays the previous one (iteration 1: an untrained LoRA)
+            policy = folder / "policy"
+            if prev is None:
+                self.train_policy(k, None, kit_holder["kit"].engine.peft_model.unload(), tok, [])
+            else:
+                if policy.exists():
+                    shutil.rmtree(policy)
+                shutil.copytree(prev, policy)
+        write_jsonl(folder / "samples.jsonl", _sample_rows(it))
+        write_jsonl(folder / "records.jsonl", results_holder["records"])
+        print(f"rl iteration {k}: {len(it.scored)} self-edits, mean reward {it.metrics['mean_reward']:.3f}, "
+              f"{it.metrics['share_beating_baseline']:.0%} beat the baseline, {len(it.kept)} kept -> {folder}")
+        return {"iteration": k, "active": True, "metrics": it.metrics, "sft": it.sft, "policy_trained": it.sft is not None,
+                "training_passages": len(self.train), "rounds": len(results_holder["results"]),
+                "rl": rl.model_dump(mode="json", exclude={"iterations"}), **peak_memory_of(results_holder["results"])}
 
-def policy_fingerprint(model_dir: Path, policy_dir: Path | None) -> str:
-    """Memo key part for 'this policy model': the base folder's fingerprint, plus the adapter's bytes."""
-    base = fingerprint_model_dir(model_dir)
-    if policy_dir is None:
-        return base
-    h = hashlib.sha256()
-    for name in (ADAPTER_CONFIG, ADAPTER_WEIGHTS):
-        h.update((Path(policy_dir) / name).read_bytes())
-    return key_of({"base": base, "policy": h.hexdigest()})
+    def train_policy(self, k: int, prev: Path | None, model, tok, examples: list[TrainExample]) -> dict | None:
+        """A fresh LoRA on the sampling model (previous policy merged in) trained on `examples`, saved stacked
+        onto the previous policy as iteration k's policy; memoized whole (the adapter and its statistics)."""
+        spec, rl = self.spec, self.rl
+        policy = self.out / f"iter{k}" / "policy"
+        key = key_of({"policy_sft": code_fingerprint(__name__), "base": policy_fingerprint(self.model_dir, prev),
+                      "model_spec": spec.model.model_dump(mode="json"), "sft": rl.sft.model_dump(mode="json"),
+                      "examples": [(e.prompt, e.completion) for e in examples], "seed": spec.seed + k})
+        if self.memo.get_dir(key, policy):
+            stats = self.memo.get(key)
+            return None if stats is None else stats.get("sft")
+        engine = LoraEngine(model, tok, rl.sft.lora)
+        stats = rest_em.sft_policy(engine, examples, rl.sft, seed=spec.seed + k)
+        policy.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(dir=policy.parent) as tmp:
+            engine.save_adapter(tmp)
+            stack_adapters(prev, Path(tmp), policy)
+        self.memo.put(key, {"sft": stats})
+        self.memo.put_dir(key, policy)
+        return stats
+
+    # -- the SEAL condition ---------------------------------------------------------------------------------------
+    def seal_condition(self, k: int, policy: Path) -> dict:
+        spec, memo = self.spec, self.memo
+        condition = f"seal_iter{k}"
+        folder = self.out / condition
+        by_id = {p.id: p for p in self.evaluation}
+        questions = self.data_dir / "questions.jsonl"
+        fingerprint = policy_fingerprint(self.model_dir, policy)
+        model, tok = load_policy(spec, self.model_dir, policy)
+        rows = write_self_edits(model, tok, spec, self.evaluation, memo=memo, model_fingerprint=fingerprint)
+        recipe = KitRecipe.of(spec, self.model_dir, questions, self.scorer, policy)
+        kit = recipe.build(model, tok)
+        rounds = [replace(r, condition=condition) for r in plan_rounds(condition, self.evaluation, by_passage(rows), spec)]
+        hits, misses = memo.hits, memo.misses
+        with make_executor(spec.executor, recipe, spec.model.device) as executor:
+            results = run_rounds(rounds, kit, spec, fingerprint, memo, desc=condition, executor=executor)
+        records = grade_records(spec, results, by_id)
+        summary = {"iteration": k, "memo_hits": memo.hits - hits, "memo_misses": memo.misses - misses,
+                   "lm_eval_task_version": kit.scorer.version}
+        write_jsonl(folder / "self_edits.jsonl", rows)
+        write_condition(folder, condition, results, records, summary)
+        print(f"{condition}: {len(results)} rounds ({summary['memo_hits']} memoized), {len(records)} answers -> {folder}")
+        return summary

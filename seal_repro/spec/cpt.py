@@ -7,17 +7,18 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field, NonNegativeInt, PositiveInt, field_validator, model_validator
+from pydantic import Field, PositiveInt, field_validator, model_validator
 
-from seal_repro.spec.base import Strict, unique_items
+from seal_repro.spec.base import unique_items
 from seal_repro.spec.inner_loop import LoraSpec
+from seal_repro.spec.training import TrainingSpec, default
 
 CPTCondition = Literal["base", "passage", "base_synthetic", "teacher_synthetic", "seal"]
 ALL_CPT_CONDITIONS: tuple[CPTCondition, ...] = ("base", "passage", "base_synthetic", "teacher_synthetic", "seal")
 PROTOCOL_VERSIONS = {"lora": "paper v1 (LoRA)", "full": "paper v2 (full fine-tuning)"}
 
 
-class CPTSpec(Strict):
+class CPTSpec(TrainingSpec):
     method: Literal["lora", "full"] = Field("lora", description="lora: paper v1 protocol; full: paper v2 protocol")
     n_passages: PositiveInt | None = Field(None, description="the first n evaluation passages; null = all of them")
     conditions: tuple[CPTCondition, ...] = ALL_CPT_CONDITIONS
@@ -28,12 +29,9 @@ class CPTSpec(Strict):
         None, description="how self-edits become sequences (see inner_loop.split); null = inner_loop.split"
     )
     lora: LoraSpec | None = Field(None, description="method lora only; null = inner_loop.lora")
-    epochs: PositiveInt = 3
-    lr: float = Field(1e-3, gt=0, lt=1)
-    batch_size: PositiveInt = 4
-    grad_accum: PositiveInt = 2
-    lr_schedule: Literal["constant", "linear", "cosine"] = "linear"
-    warmup_steps: NonNegativeInt = 0
+    epochs: PositiveInt = default("epochs", 3)
+    batch_size: PositiveInt = default("batch_size", 4)
+    grad_accum: PositiveInt = default("grad_accum", 2)
 
     @field_validator("conditions")
     @classmethod

@@ -27,7 +27,7 @@ class F1Grader(Strict):
 
 
 class SemanticGrader(Strict):
-    """Paraphrase-tolerant offline grader (seal_repro.semantic): lexical match, else a MiniLM soft recall of the
+    """Paraphrase-tolerant offline grader (seal_repro.graders.semantic): lexical match, else a MiniLM soft recall of the
     gold's tokens in the answer; correct at or above the threshold. The default threshold was fitted against
     GPT-4.1's verdicts on the reference's graded SQuAD runs (`seal-repro calibrate-grader`)."""
 

@@ -12,7 +12,7 @@ from typing import Literal
 
 from pydantic import Field, NonNegativeInt, PositiveInt, field_validator, model_validator
 
-from seal_repro.fewshot.self_edit import (
+from seal_repro.spec.arc_self_edit import (
     MAX_EPOCHS,
     MAX_LEARNING_RATE,
     PLACEHOLDER,
@@ -21,11 +21,12 @@ from seal_repro.fewshot.self_edit import (
     SelfEdit,
     TrainingChoice,
 )
-from seal_repro.spec.base import SpecPath, Strict, unique_items
+from seal_repro.spec.base import SpecPath, SpecProblems, Strict, unique_items
 from seal_repro.spec.executor import LocalExecutor
 from seal_repro.spec.inner_loop import LoraSpec
 from seal_repro.spec.model import ModelSpec
 from seal_repro.spec.self_edit import SamplingSpec
+from seal_repro.spec.training import Schedule, TrainingSpec, default
 
 FewShotCondition = Literal["icl", "ttt_no_rl", "seal", "oracle_ttt"]
 ALL_FEWSHOT_CONDITIONS: tuple[FewShotCondition, ...] = ("icl", "ttt_no_rl", "seal", "oracle_ttt")
@@ -119,27 +120,33 @@ class FewShotSelfEditSpec(Strict):
 PAPER_ARC_LORA = LoraSpec(rank=128, alpha=16.0, target_modules=("q_proj", "v_proj", "gate_proj", "down_proj", "up_proj"))
 
 
-class FewShotInnerLoopSpec(Strict):
+class FewShotInnerLoopSpec(TrainingSpec):
+    """Test-time training: the training settings (spec/training.py), where `lr`, `epochs` and `loss_on` are what a
+    self-edit gets when it leaves its own choice out."""
+
     lora: LoraSpec = PAPER_ARC_LORA
-    batch_size: PositiveInt = 2
-    grad_accum: PositiveInt = 1
+    batch_size: PositiveInt = default("batch_size", 2)
+    lr: float = default("lr", 1e-4)
+    epochs: PositiveInt = default("epochs", 2)
+    lr_schedule: Schedule = default("lr_schedule", "cosine")
+    max_steps: PositiveInt | None = default("max_steps", 375)
+    max_seq_len: PositiveInt = default("max_seq_len", 8192)
     max_examples: PositiveInt = Field(250, description="cap on test-time-training examples per adapter (after dedup)")
-    max_steps: PositiveInt = Field(375, description="cap on optimizer steps, whatever the self-edit's epochs")
-    lr_schedule: Literal["cosine", "linear", "constant"] = "cosine"
     leave_two_out: bool = Field(True, description="also hold out a second demonstration when there are three or more")
-    max_seq_len: PositiveInt = Field(8192, description="longer training examples are dropped")
-    packing: bool = Field(True, description="lay a batch's examples end to end in rows instead of padding them "
-                                            "(the same loss; attention kept within each example)")
-    default_lr: float = Field(1e-4, gt=0, le=MAX_LEARNING_RATE, description="when a self-edit gives no learning_rate")
-    default_epochs: int = Field(2, ge=1, le=MAX_EPOCHS, description="when a self-edit gives no epochs")
-    default_loss_on: LossOn = Field("output_tokens", description="when a self-edit gives no loss_on")
+    loss_on: LossOn = Field("output_tokens", description="when a self-edit gives no loss_on")
 
     @model_validator(mode="after")
-    def _batch(self):
+    def _rules(self):
+        problems = []
         if self.batch_size > self.max_examples:
-            raise ValueError(
-                f"inner_loop.batch_size ({self.batch_size}) is larger than inner_loop.max_examples ({self.max_examples})"
-            )
+            problems.append(("batch_size", f"({self.batch_size}) is larger than inner_loop.max_examples "
+                                           f"({self.max_examples})"))
+        if self.lr > MAX_LEARNING_RATE:
+            problems.append(("lr", f"{self.lr:g} is above {MAX_LEARNING_RATE:g}, the most a self-edit may choose"))
+        if self.epochs > MAX_EPOCHS:
+            problems.append(("epochs", f"{self.epochs} is above {MAX_EPOCHS}, the most a self-edit may choose"))
+        if problems:
+            raise SpecProblems(problems)
         return self
 
 
@@ -151,13 +158,14 @@ DEFAULT_ORACLE = SelfEdit(
 )
 
 
-class PolicySFTSpec(Strict):
-    """Fine-tuning the self-edit policy on the kept self-edits (paper: rank 16, alpha 16, lr 5e-5, 8 epochs, batch 5)."""
+class PolicySFTSpec(TrainingSpec):
+    """Fine-tuning the self-edit policy on the kept self-edits (paper: rank 16, alpha 16, lr 5e-5, 8 epochs, batch 5);
+    the loss is on the self-edit only, never on its prompt."""
 
     lora: LoraSpec = LoraSpec(rank=16, alpha=16.0)
-    lr: float = Field(5e-5, gt=0, lt=1)
-    epochs: PositiveInt = 8
-    batch_size: PositiveInt = 5
+    lr: float = default("lr", 5e-5)
+    epochs: PositiveInt = default("epochs", 8)
+    batch_size: PositiveInt = default("batch_size", 5)
 
 
 class FewShotRLSpec(Strict):

@@ -9,36 +9,31 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field, NonNegativeInt, PositiveInt, model_validator
+from pydantic import Field, PositiveInt, model_validator
 
 from seal_repro.spec.base import Strict
 from seal_repro.spec.data import DataSpec
 from seal_repro.spec.inner_loop import LoraSpec
-
-# dvc.yaml writes one stage per possible iteration (rl_iter@1.. and seal_eval@1..); keep the two in step.
-MAX_RL_ITERATIONS = 4
+from seal_repro.spec.training import TrainingSpec, default
 
 
-class PolicySFTSpec(Strict):
+class PolicySFTSpec(TrainingSpec):
     """Fine-tuning the policy on the kept self-edits (paper/reference: LoRA r64/alpha128, lr 3e-4, 2 epochs,
     batch 1 with 5 accumulation steps). Iteration 1 trains a LoRA on the base model; iteration i >= 2 first merges
-    the previous policy into the base weights and trains a fresh LoRA on top (as the reference's train_SFT.sh)."""
+    the previous policy into the base weights and trains a fresh LoRA on top (as the reference's train_SFT.sh).
+    The loss is on the self-edit only, never on its prompt."""
 
     lora: LoraSpec = LoraSpec(rank=64, alpha=128.0)
-    lr: float = Field(3e-4, gt=0, lt=1)
-    epochs: PositiveInt = 2
-    batch_size: PositiveInt = 1
-    grad_accum: PositiveInt = 5
-    lr_schedule: Literal["constant", "linear", "cosine"] = "linear"
-    warmup_steps: NonNegativeInt = 0
-    max_seq_len: PositiveInt = Field(2048, description="prompt + self-edit tokens; longer pairs are cut")
+    lr: float = default("lr", 3e-4)
+    epochs: PositiveInt = default("epochs", 2)
+    grad_accum: PositiveInt = default("grad_accum", 5)
 
 
 class RLSpec(Strict):
     train_data: DataSpec = Field(
         description="the training passages; must not overlap `data` (for fictional data: a different offset range)"
     )
-    iterations: int = Field(2, ge=1, le=MAX_RL_ITERATIONS, description="ReST-EM iterations (the paper runs 2)")
+    iterations: int = Field(2, ge=1, le=1000, description="ReST-EM iterations (the paper runs 2)")
     k: PositiveInt = Field(5, description="self-edits sampled per training passage per iteration")
     repeats: PositiveInt = Field(3, description="inner-loop repeats per self-edit (fresh seeds); the reward is their mean")
     baseline: Literal["base", "passage"] = Field(

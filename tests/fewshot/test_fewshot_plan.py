@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from seal_repro.plan import plan_spec
+from seal_repro.commands.plan import plan_spec
 from seal_repro.spec import load_spec
 
 DEFAULT = Path(__file__).resolve().parents[2] / "specs" / "fewshot" / "default.yaml"

@@ -4,7 +4,7 @@ import pytest
 
 from conftest import REPO
 from seal_repro.cli import main
-from seal_repro.plan import plan_knowledge
+from seal_repro.knowledge.plan import plan_knowledge
 from seal_repro.spec import load_spec
 
 SPECS = REPO / "specs/knowledge"

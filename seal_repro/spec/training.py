@@ -1,0 +1,55 @@
+"""Training settings: the one model every trained thing in a spec derives from.
+
+The inner loop (knowledge and ARC), the policy's SFT (both domains) and continued pretraining all train with
+the same engine (`seal_repro.engine`), so they share one declaration of what training means — optimizer,
+learning rate, schedule, warmup, gradient clipping, epochs, batch, accumulation, sequence length, batch
+layout — and one function turns it into the engine's config (`seal_repro.engine.train_config`). A section
+subclasses `TrainingSpec` to add its own keys and, with `default(name, value)`, to give a field its own default
+(the policy's SFT runs at 3e-4, the inner loop at 1e-3) without declaring it a second time.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import Field, NonNegativeFloat, NonNegativeInt, PositiveInt
+from pydantic.fields import FieldInfo
+
+from seal_repro.spec.base import Strict
+
+Schedule = Literal["constant", "linear", "cosine"]
+
+
+class TrainingSpec(Strict):
+    optimizer: Literal["adamw"] = Field(
+        "adamw", description="torch AdamW (betas 0.9/0.999, eps 1e-8): the HF Trainer's default, which the reference uses")
+    lr: float = Field(1e-3, gt=0, lt=1, description="peak learning rate")
+    weight_decay: NonNegativeFloat = 0.0
+    lr_schedule: Schedule = Field(
+        "linear", description="decay after warmup; linear to 0 is the HF Trainer default the reference code ran with")
+    warmup_steps: NonNegativeInt = Field(0, description="optimizer steps of linear warmup from 0")
+    warmup_ratio: float = Field(0.0, ge=0.0, lt=1.0,
+                                description="warmup as a share of the optimizer steps (used when warmup_steps is 0)")
+    max_grad_norm: float | None = Field(
+        None, gt=0, description="clip the gradient's global L2 norm to this before each step (HF Trainer: 1.0); "
+        "null: no clipping")
+    epochs: PositiveInt = 10
+    max_steps: PositiveInt | None = Field(None, description="cap on optimizer steps, whatever the epochs; null: none")
+    batch_size: PositiveInt = Field(1, description="sequences per forward/backward pass")
+    grad_accum: PositiveInt = Field(1, description="passes accumulated per optimizer step")
+    max_seq_len: PositiveInt = Field(2048, description="tokens per sequence; longer ones are cut")
+    packing: bool = Field(
+        True,
+        description="lay a batch's sequences end to end in rows (attention kept within each sequence) instead of "
+                    "padding each to the longest: the same loss, no compute spent on padding; ignored with pad_to_max_len",
+    )
+    pad_to_max_len: bool = Field(
+        False,
+        description="reference-compatible: pad every sequence to max_seq_len with EOS and put loss on the padding",
+    )
+
+
+def default(name: str, value: Any) -> FieldInfo:
+    """TrainingSpec's field `name` — its type bounds and description — with `value` as the default, for a section
+    whose training differs by default (repeat the annotation in the subclass: pydantic requires it)."""
+    return FieldInfo.merge_field_infos(TrainingSpec.model_fields[name], default=value)

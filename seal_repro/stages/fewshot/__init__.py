@@ -1,0 +1,1 @@
+"""Stages of the fewshot pipeline (dvc.yaml)."""

@@ -1,0 +1,1 @@
+"""Stages of the knowledge pipeline (dvc.yaml)."""

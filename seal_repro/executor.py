@@ -181,7 +181,7 @@ def _summary(err: BaseException) -> str:
 class RayExecutor:
     """Rounds spread over a pool of Ray actors, each given the next round as soon as it is free.
 
-    Outside a `with` block the pool lives for one `compute` call; inside, for the whole block (what a caller
+    Outside a `with` block the pool lives for one `run` call; inside, for the whole block (what a caller
     running several batches of rounds wants: each worker loads the model once). A local Ray instance this
     executor started is shut down with the pool.
     """

@@ -68,3 +68,20 @@ def _one_torch_thread():
 
     torch.set_num_threads(1)
     os.environ["SEAL_REPRO_THREADS"] = "1"
+
+
+def kit_of(engine, score, code: str = "test"):
+    """A knowledge-domain Kit (seal_repro.knowledge.inner_loop) from a LoraEngine and a plain scoring function
+    `score(question_ids) -> answers`, for tests that compute rounds without lm-eval."""
+    from types import SimpleNamespace
+
+    from seal_repro.knowledge.inner_loop import Kit
+
+    return Kit(engine, SimpleNamespace(score=score, version=None), code=code)
+
+
+def inner_loop_spec(**inner_loop):
+    """An ExperimentSpec (no chat template) whose inner loop trains with the given settings (e.g. epochs, lr)."""
+    from seal_repro.spec.experiment import ExperimentSpec
+
+    return ExperimentSpec.model_validate({"model": {"chat_template": False}, "inner_loop": inner_loop})

@@ -4,10 +4,11 @@ import pytest
 import torch
 
 from seal_repro.batching import PACK_ROW_TOKENS, collate_packed, collate_padded, pack_rows, random_batches
-from seal_repro.engine import LoraEngine, TrainConfig, TrainExample
+from seal_repro.engine import LoraEngine, TrainExample, train_config
 from seal_repro.models import load
 from seal_repro.spec.inner_loop import LoraSpec
 from seal_repro.spec.model import ModelSpec
+from seal_repro.spec.training import TrainingSpec
 
 TEXTS = ["the town was founded in 1874 by a river", "the bridge was built in 1901", "paris is the capital of france",
          "who built the bridge ?", "the war was in the year 1945 and the town was built by the river in 1874"]
@@ -33,7 +34,7 @@ def _loss_and_grads(engine, enc):
 
 
 def test_packed_batch_gives_the_padded_loss_and_gradients(engine):
-    cfg = TrainConfig()
+    cfg = train_config(TrainingSpec())
     batch = [engine._encode(TrainExample(t), cfg) for t in TEXTS]
     assert engine.packing_supported()
     padded = _loss_and_grads(engine, engine._collate(batch, cfg, packed=False))
@@ -53,17 +54,19 @@ def test_packing_probe_falls_back_when_attention_leaks(engine, monkeypatch):
 
     monkeypatch.setattr(engine.peft_model, "forward", no_positions)
     assert not engine.packing_supported()
-    stats = engine.train([TrainExample(t) for t in TEXTS], TrainConfig(epochs=1, batch_size=4), seed=0)
+    cfg = train_config(TrainingSpec(epochs=1, batch_size=4))
+    stats = engine.train([TrainExample(t) for t in TEXTS], cfg, seed=0)
     assert not stats.packed and stats.steps == 2  # trained, on padded rows
 
 
 def test_training_packs_and_counts_every_token_once(engine):
     examples = [TrainExample(t) for t in TEXTS]
-    stats = engine.train(examples, TrainConfig(epochs=3, batch_size=4, lr=1e-2), seed=1)
-    n_tokens = sum(len(engine._encode(ex, TrainConfig())[0]) for ex in examples)
+    stats = engine.train(examples, train_config(TrainingSpec(epochs=3, batch_size=4, lr=1e-2)), seed=1)
+    n_tokens = sum(len(engine._encode(ex, train_config(TrainingSpec()))[0]) for ex in examples)
     assert stats.packed and stats.steps == 6  # ceil(5 / 4) batches per epoch: no early-closed batches
     assert stats.real_tokens == 3 * n_tokens and stats.slot_tokens >= stats.real_tokens
-    padded = engine.train(examples, TrainConfig(epochs=3, batch_size=4, lr=1e-2, packing=False), seed=1)
+    cfg = train_config(TrainingSpec(epochs=3, batch_size=4, lr=1e-2, packing=False))
+    padded = engine.train(examples, cfg, seed=1)
     assert not padded.packed and padded.slot_tokens > stats.slot_tokens
 
 

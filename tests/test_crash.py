@@ -13,22 +13,24 @@ from pathlib import Path
 from test_pipeline import TINY_SPEC, _run_stage
 
 
-def _stage_cmd(cond: str) -> list[str]:
-    return [sys.executable, "-m", "seal_repro.stages.adapt_eval", "--spec-dir", "o/spec", "--model", "o/model",
-            "--data", "o/data", "--self-edits", "o/se", "--condition", cond, "--out", f"o/cond/{cond}"]
+def _stage_cmd() -> list[str]:
+    return [sys.executable, "-m", "seal_repro.stages.knowledge.baselines", "--spec-dir", "o/spec", "--model", "o/model",
+            "--data", "o/data", "--out", "o/baselines"]
 
 
 def test_kill_9_during_inner_loop_then_rerun_matches_uninterrupted(tmp_path, tiny_model_dir, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    spec = TINY_SPEC.format(model=tiny_model_dir).replace("n_passages: 3", "n_passages: 6").replace("epochs: 2", "epochs: 30")
+    # the baselines stage with one condition: 6 rounds (one teacher self-edit per passage), each long enough to kill in
+    spec = TINY_SPEC.format(model=tiny_model_dir).replace("n_passages: 3", "n_passages: 6").replace(
+        "epochs: 2", "epochs: 30").replace("[base, passage, base_synthetic, teacher_synthetic]", "[teacher_synthetic]")
+    assert "conditions: [teacher_synthetic]" in spec
     Path("tiny.yaml").write_text(spec)
-    _run_stage("resolve_spec", "--params", "tiny.yaml", "--out", "o/spec")
-    _run_stage("prepare_model", "--spec-dir", "o/spec", "--out", "o/model")
-    _run_stage("prepare_data", "--spec-dir", "o/spec", "--out", "o/data")
-    _run_stage("self_edits", "--spec-dir", "o/spec", "--model", "o/model", "--data", "o/data", "--out", "o/se")
+    _run_stage("shared.resolve_spec", "--params", "tiny.yaml", "--out", "o/spec")
+    _run_stage("shared.prepare_model", "--spec-dir", "o/spec", "--out", "o/model")
+    _run_stage("knowledge.prepare_data", "--spec-dir", "o/spec", "--out", "o/data")
 
     env = dict(os.environ, SEAL_REPRO_CACHE=str(tmp_path / "killed"), SEAL_REPRO_THREADS="1")
-    proc = subprocess.Popen(_stage_cmd("teacher_synthetic"), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(_stage_cmd(), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     rounds = tmp_path / "killed" / "rounds"
     deadline = time.time() + 300
     while time.time() < deadline and len(list(rounds.rglob("*.json"))) < 2 and proc.poll() is None:
@@ -40,11 +42,11 @@ def test_kill_9_during_inner_loop_then_rerun_matches_uninterrupted(tmp_path, tin
     for f in rounds.rglob("*.json"):  # atomic writes: a kill leaves at most a stray temp file, never half a round
         json.loads(f.read_text())
 
-    subprocess.run(_stage_cmd("teacher_synthetic"), env=env, check=True, capture_output=True)
-    resumed = json.loads(Path("o/cond/teacher_synthetic/summary.json").read_text())
+    subprocess.run(_stage_cmd(), env=env, check=True, capture_output=True)
+    resumed = json.loads(Path("o/baselines/teacher_synthetic/summary.json").read_text())
     assert resumed["memo_hits"] == done_before and resumed["memo_misses"] == 6 - done_before
-    records_resumed = Path("o/cond/teacher_synthetic/records.jsonl").read_bytes()
+    records_resumed = Path("o/baselines/teacher_synthetic/records.jsonl").read_bytes()
 
     env["SEAL_REPRO_CACHE"] = str(tmp_path / "fresh")
-    subprocess.run(_stage_cmd("teacher_synthetic"), env=env, check=True, capture_output=True)
-    assert Path("o/cond/teacher_synthetic/records.jsonl").read_bytes() == records_resumed
+    subprocess.run(_stage_cmd(), env=env, check=True, capture_output=True)
+    assert Path("o/baselines/teacher_synthetic/records.jsonl").read_bytes() == records_resumed

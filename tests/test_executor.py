@@ -16,8 +16,9 @@ from pydantic import ValidationError
 
 from seal_repro.data.records import Passage, Question
 from seal_repro.errors import UserError
-from seal_repro.executor import KILL_FILE_ENV, LocalExecutor, RayExecutor, WorkerRecipe, make_executor
-from seal_repro.knowledge.inner_loop import plan_rounds, run_rounds
+from seal_repro.executor import KILL_FILE_ENV, LocalExecutor, RayExecutor, make_executor
+from seal_repro.knowledge.inner_loop import KitRecipe, plan_rounds, run_rounds
+from seal_repro.lmeval.knowledge import LmEvalQA
 from seal_repro.memory import without_measurements
 from seal_repro.memo import Memo
 from seal_repro.spec.executor import LocalExecutor as LocalExecutorSpec
@@ -83,7 +84,7 @@ def test_executor_settings_touch_no_stage_input(tmp_path, monkeypatch):
     import yaml
 
     from conftest import REPO
-    from seal_repro.stages import resolve_spec
+    from seal_repro.stages.shared import resolve_spec
 
     monkeypatch.chdir(tmp_path)
     outs = {}
@@ -96,8 +97,17 @@ def test_executor_settings_touch_no_stage_input(tmp_path, monkeypatch):
     changed = {f for f in outs["local"] if outs["local"][f] != outs["ray"][f]}
     assert changed == {"executor.yaml", "resolved.yaml"}
     stages = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]
-    deps = [d for st in stages.values() for d in st.get("deps", [])]
-    assert deps and not [d for d in deps if "executor" in str(d)]
+
+    def spec_deps_of(stage) -> list[str]:
+        return [str(d) for d in stage.get("deps", []) if str(d).startswith("build/") and "/spec" in str(d)]
+
+    # seal_repro/executor.py is code every stage imports; what must not be a dependency is the spec's section file
+    spec_deps = [d for st in stages.values() for d in spec_deps_of(st)]
+    assert spec_deps and not [d for d in spec_deps if "executor" in d]
+    # the stages that compute results name the section files they read, never the whole spec folder (which holds
+    # executor.yaml); only the reports read the whole resolved spec
+    whole = {name for name, st in stages.items() for d in spec_deps_of(st) if d.endswith("/spec")}
+    assert whole <= {"report", "fewshot_report"}, whole
 
 
 @pytest.mark.parametrize("text,message", [
@@ -119,31 +129,59 @@ def test_bad_executor_sections_name_their_key(tmp_path, text, message):
 def test_ray_missing_is_one_line_naming_executor_kind(monkeypatch, tmp_path):
     monkeypatch.setitem(sys.modules, "ray", None)  # `import ray` now raises ImportError
     spec = load_spec(_spec_file(tmp_path, "executor: {kind: ray, workers: 2}\n"))
+    recipe = KitRecipe.of(spec, tmp_path, tmp_path / "q.jsonl", LmEvalQA())
     with pytest.raises(UserError) as err:
-        make_executor(spec, model_dir=tmp_path, questions_file=tmp_path / "q.jsonl")
+        make_executor(spec.executor, recipe, spec.model.device)
     assert len(err.value.lines) == 1 and err.value.lines[0].startswith("executor.kind: ")
-    assert isinstance(make_executor(load_spec(_spec_file(tmp_path, "")), model_dir=tmp_path,
-                                    questions_file=tmp_path / "q.jsonl"), LocalExecutor)
+    local = load_spec(_spec_file(tmp_path, ""))
+    assert isinstance(make_executor(local.executor, KitRecipe.of(local, tmp_path, tmp_path / "q.jsonl", LmEvalQA()),
+                                    local.model.device), LocalExecutor)
 
 
 def test_domain_modules_do_not_import_ray():
-    code = ("import sys, seal_repro.executor, seal_repro.knowledge.inner_loop, seal_repro.stages.adapt_eval, "
-            "seal_repro.stages.rl_iter, seal_repro.stages.seal_eval; assert 'ray' not in sys.modules")
+    code = ("import sys, seal_repro.executor, seal_repro.knowledge.inner_loop, seal_repro.fewshot.inner_loop, "
+            "seal_repro.stages.knowledge.baselines, seal_repro.stages.knowledge.rl, seal_repro.stages.knowledge.cpt, "
+            "seal_repro.stages.knowledge.continual, seal_repro.stages.fewshot.baselines, seal_repro.stages.fewshot.rl; "
+            "assert 'ray' not in sys.modules")
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_the_executor_is_domain_free():
+    """seal_repro/executor.py imports nothing from a domain (seal_repro.knowledge, seal_repro.fewshot), directly or
+    through the package modules it imports: a domain hands it a round function, a kit and a recipe."""
+    import ast
+
+    from seal_repro import codehash, executor
+
+    domains = ("seal_repro.knowledge", "seal_repro.fewshot")
+    tree = ast.parse(Path(executor.__file__).read_text(encoding="utf-8"))
+    imported = set()
+    for node in ast.walk(tree):  # every import, function bodies and TYPE_CHECKING blocks included
+        if isinstance(node, ast.Import):
+            imported |= {a.name for a in node.names}
+        elif isinstance(node, ast.ImportFrom):
+            assert node.level == 0, "a relative import in executor.py"
+            imported |= {node.module or ""} | {f"{node.module}.{a.name}" for a in node.names}
+    assert "seal_repro.models" in imported  # the walk sees the module's own imports
+    assert not [m for m in imported if any(m == d or m.startswith(d + ".") for d in domains)]
+    files = [f.relative_to(codehash.ROOT).parts[0] for f in codehash.closure(["seal_repro.executor"])]
+    assert "executor.py" in files and not {"knowledge", "fewshot", "lmeval"} & set(files), files
 
 
 # ---- run_rounds with any executor ---------------------------------------------------------------------
 
 class _Reversed:
-    """Yields results last round first, as a pool of workers may finish them."""
+    """Yields results last item first, as a pool of workers may finish them (without calling the round function)."""
+
+    kind = "pool"  # not local: no adapter is saved from a worker
 
     def __init__(self):
         self.seen = []
 
-    def compute(self, rounds, engine, score_fn, cfg, spec_seed, first_adapter_dir=None):
-        self.seen.append([(r.passage.id, r.repeat) for r in rounds])
-        for i in reversed(range(len(rounds))):
-            yield i, {"seed": i, "train": None, "answers": [{"question_id": rounds[i].passage.id}]}
+    def run(self, fn, items, kit=None, describe=str):
+        self.seen.append([(job.round.passage.id, job.round.repeat) for job in items])
+        for i in reversed(range(len(items))):
+            yield i, {"seed": i, "train": None, "answers": [{"question_id": items[i].round.passage.id}]}
 
 
 def _passages(n: int) -> list[Passage]:
@@ -161,11 +199,15 @@ def test_run_rounds_keeps_order_memoizes_and_computes_duplicates_once(tmp_path):
     rounds = rounds + rounds[:1]  # an identical round: computed once, counted as a memo hit
     memo = Memo(tmp_path / "memo")
     ex = _Reversed()
-    out = run_rounds(rounds, None, None, spec, "fp", memo, executor=ex)
+    out = run_rounds(rounds, None, spec, "fp", memo, executor=ex, code="test")
     assert [(r["passage_id"], r["repeat"]) for r in out] == [(r.passage.id, r.repeat) for r in rounds]
+    assert [o["answers"][0]["question_id"] for o in out] == [r.passage.id for r in rounds]  # each its own result
     assert len(ex.seen[0]) == 6 and (memo.hits, memo.misses) == (1, 6)
-    again = run_rounds(rounds, None, None, spec, "fp", Memo(tmp_path / "memo"), executor=ex)
+    again = run_rounds(rounds, None, spec, "fp", Memo(tmp_path / "memo"), executor=ex, code="test")
     assert len(ex.seen) == 2 and ex.seen[1] == [] and again == out  # every round from the memo
+    other = Memo(tmp_path / "memo")
+    run_rounds(rounds, None, spec, "fp", other, executor=ex, code="other code")  # the code is part of every key
+    assert len(ex.seen[2]) == 6 and other.hits == 1
 
 
 def test_local_executor_resolves_workers_and_threads():
@@ -213,8 +255,8 @@ def ray_cluster(kill_file):
 
 
 @pytest.fixture(scope="module")
-def kit(tiny_model_dir, tmp_path_factory):
-    """(spec, rounds, recipe, local results, (engine, score)): the local executor's answer every Ray run must equal."""
+def tiny(tiny_model_dir, tmp_path_factory):
+    """(spec, rounds, recipe, local results, kit): the local executor's answer every Ray run must equal."""
     root = tmp_path_factory.mktemp("rounds")
     spec = ExperimentSpec.model_validate({**TINY, "model": {**TINY["model"], "path": str(tiny_model_dir)}})
     ps = _passages(2)
@@ -222,10 +264,11 @@ def kit(tiny_model_dir, tmp_path_factory):
     qfile.write_text("".join(json.dumps({"id": q.id, "passage_id": p.id, "question": q.question, "answer": q.answer,
                                          "golds": list(q.golds)}) + "\n" for p in ps for q in p.questions))
     rounds = plan_rounds("base", ps, {}, spec) + plan_rounds("passage", ps, {}, spec)  # 2 + 4 rounds
-    recipe = WorkerRecipe.of(spec, tiny_model_dir, qfile)
-    engine, score = recipe.build()
-    local = run_rounds(rounds, engine, score, spec, "fp", Memo(enabled=False))
-    return spec, rounds, recipe, local, (engine, score)
+    recipe = KitRecipe.of(spec, tiny_model_dir, qfile, LmEvalQA())
+    kit = recipe()
+    assert kit.code == recipe.code
+    local = run_rounds(rounds, kit, spec, "fp", Memo(enabled=False))
+    return spec, rounds, recipe, local, kit
 
 
 def _same(records: list[dict]) -> list[dict]:
@@ -234,40 +277,40 @@ def _same(records: list[dict]) -> list[dict]:
 
 
 @pytest.fixture(scope="module")
-def pool(ray_cluster, kit):
-    spec, _, recipe, _, _ = kit
-    with RayExecutor(spec.executor, recipe, ray_cluster) as ex:
+def pool(ray_cluster, tiny):
+    spec, _, recipe, _, _ = tiny
+    with RayExecutor(spec.executor, recipe, spec.model.device, ray_cluster) as ex:
         ex.start()
         yield ex
 
 
-def test_ray_workers_give_the_local_results_in_round_order(pool, kit, tmp_path):
-    spec, rounds, _, local, _ = kit
+def test_ray_workers_give_the_local_results_in_round_order(pool, tiny, tmp_path):
+    spec, rounds, recipe, local, _ = tiny
     assert len({w["pid"] for w in pool.workers_info}) == 2
     memo = Memo(tmp_path / "memo")
-    out = run_rounds(rounds, None, None, spec, "fp", memo, executor=pool)
+    out = run_rounds(rounds, None, spec, "fp", memo, executor=pool, code=recipe.code)
     assert _same(out) == _same(local)
     assert memo.misses == len(rounds) and len(list((tmp_path / "memo").rglob("*.json"))) == len(rounds)
 
 
-def test_a_worker_that_dies_is_replaced_and_its_round_retried(pool, kit, kill_file):
-    spec, rounds, _, local, _ = kit
+def test_a_worker_that_dies_is_replaced_and_its_round_retried(pool, tiny, kill_file):
+    spec, rounds, recipe, local, _ = tiny
     before = {w["pid"] for w in pool.workers_info}
     kill_file.touch()  # the next round any worker starts kills that worker's process
-    out = run_rounds(rounds, None, None, spec, "fp", Memo(enabled=False), executor=pool)
+    out = run_rounds(rounds, None, spec, "fp", Memo(enabled=False), executor=pool, code=recipe.code)
     assert not kill_file.exists(), "no worker ran the fault hook"
     assert _same(out) == _same(local)
     after = {info["pid"] for info in pool.ray.get([a.ready.remote() for a in pool.actors])}
     assert len(after) == 2 and len(after - before) == 1  # one worker was restarted in a new process
 
 
-def test_a_round_that_fails_on_a_worker_raises_as_it_would_locally(pool, kit):
-    spec, rounds, _, _, (engine, score) = kit
+def test_a_round_that_fails_on_a_worker_raises_as_it_would_locally(pool, tiny):
+    spec, rounds, recipe, _, kit = tiny
     frozen = spec.model_copy(update={"inner_loop": spec.inner_loop.model_copy(update={"lr": 0.0})})
     with pytest.raises(Exception) as here:  # lr 0: training has no effect, which a round refuses
-        run_rounds(rounds[2:], engine, score, frozen, "fp", Memo(enabled=False))
+        run_rounds(rounds[2:], kit, frozen, "fp", Memo(enabled=False))
     with pytest.raises(type(here.value)) as there:
-        run_rounds(rounds[2:], None, None, frozen, "fp", Memo(enabled=False), executor=pool)
+        run_rounds(rounds[2:], None, frozen, "fp", Memo(enabled=False), executor=pool, code=recipe.code)
     assert str(there.value) == str(here.value) and "unchanged" in str(here.value)
 
 
@@ -306,44 +349,43 @@ def test_bench_ray_prints_the_speedup_last(tiny_model_dir, tmp_path, capsys):
 
 # ---- the local executor's forked copies ----------------------------------------------------------------
 
-def test_forked_copies_give_the_in_process_results_in_round_order(kit, tmp_path):
-    spec, rounds, _, local, (engine, score) = kit
+def test_forked_copies_give_the_in_process_results_in_round_order(tiny, tmp_path):
+    spec, rounds, _, local, kit = tiny
     memo = Memo(tmp_path / "memo")
-    out = run_rounds(rounds, engine, score, spec, "fp", memo, executor=LocalExecutor(workers=2, threads=1),
+    out = run_rounds(rounds, kit, spec, "fp", memo, executor=LocalExecutor(workers=2, threads=1),
                      first_adapter_dir=tmp_path / "adapter")
     assert _same(out) == _same(local)
     assert len(list((tmp_path / "memo").rglob("*.json"))) == len(rounds)
     assert not (tmp_path / "adapter").exists()  # rounds[0] is a base round: nothing trained, nothing saved
     trained = [r for r in rounds if r.sequences]
-    run_rounds(trained, engine, score, spec, "fp", Memo(enabled=False), executor=LocalExecutor(workers=2, threads=1),
+    run_rounds(trained, kit, spec, "fp", Memo(enabled=False), executor=LocalExecutor(workers=2, threads=1),
                first_adapter_dir=tmp_path / "adapter")
     assert (tmp_path / "adapter" / "adapter_config.json").exists()  # saved by the copy that trained rounds[0]
 
 
-def test_a_forked_copy_that_dies_stops_the_stage_with_the_rounds_done_kept(kit, tmp_path, monkeypatch):
+def test_a_forked_copy_that_dies_stops_the_stage_with_the_rounds_done_kept(tiny, tmp_path, monkeypatch):
     from seal_repro.executor import WorkerLost
 
-    spec, rounds, _, _, (engine, score) = kit
+    spec, rounds, _, _, kit = tiny
     kill = tmp_path / "kill"
     kill.touch()
     monkeypatch.setenv(KILL_FILE_ENV, str(kill))
     memo = Memo(tmp_path / "memo")
     with pytest.raises(WorkerLost, match="a re-run resumes"):
-        run_rounds(rounds, engine, score, spec, "fp", memo, executor=LocalExecutor(workers=2, threads=1))
+        run_rounds(rounds, kit, spec, "fp", memo, executor=LocalExecutor(workers=2, threads=1))
     done = len(list((tmp_path / "memo").rglob("*.json")))
     again = Memo(tmp_path / "memo")
-    run_rounds(rounds, engine, score, spec, "fp", again, executor=LocalExecutor(workers=2, threads=1))
+    run_rounds(rounds, kit, spec, "fp", again, executor=LocalExecutor(workers=2, threads=1))
     assert again.hits == done and again.misses == len(rounds) - done
 
 
-def test_a_round_that_fails_in_a_forked_copy_raises_as_it_would_in_process(kit):
-    spec, rounds, _, _, (engine, score) = kit
+def test_a_round_that_fails_in_a_forked_copy_raises_as_it_would_in_process(tiny):
+    spec, rounds, _, _, kit = tiny
     frozen = spec.model_copy(update={"inner_loop": spec.inner_loop.model_copy(update={"lr": 0.0})})
     with pytest.raises(Exception) as here:
-        run_rounds(rounds[2:], engine, score, frozen, "fp", Memo(enabled=False))
+        run_rounds(rounds[2:], kit, frozen, "fp", Memo(enabled=False))
     with pytest.raises(type(here.value)) as there:
-        run_rounds(rounds[2:], engine, score, frozen, "fp", Memo(enabled=False),
-                   executor=LocalExecutor(workers=2, threads=1))
+        run_rounds(rounds[2:], kit, frozen, "fp", Memo(enabled=False), executor=LocalExecutor(workers=2, threads=1))
     assert str(there.value) == str(here.value) and "unchanged" in str(here.value)
 
 
@@ -358,3 +400,21 @@ def test_local_map_yields_every_item_once_in_or_out_of_process():
     assert {i: v[0] for i, v in here.items()} == {i: v[0] for i, v in there.items()} == {i: i * i for i in range(5)}
     assert {v[1] for v in here.values()} == {os.getpid()} and os.getpid() not in {v[1] for v in there.values()}
     assert {v[1] for v in dict(LocalExecutor(workers=2).map(square, 3, "cuda")).values()} == {os.getpid()}
+
+
+def _tagged(kit, item):
+    import os
+
+    return f"{kit.tag}:{item}", os.getpid()
+
+
+def test_local_run_calls_the_round_function_on_the_callers_kit_in_or_out_of_process():
+    import os
+    from types import SimpleNamespace
+
+    kit = SimpleNamespace(device="cpu", tag="kit")
+    items = ["a", "b", "c"]
+    for ex in (LocalExecutor(), LocalExecutor(workers=2, threads=1)):
+        out = dict(ex.run(_tagged, items, kit))
+        assert {i: v[0] for i, v in out.items()} == {0: "kit:a", 1: "kit:b", 2: "kit:c"}
+        assert ({v[1] for v in out.values()} == {os.getpid()}) == (ex.workers == 1)

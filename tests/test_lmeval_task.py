@@ -10,11 +10,13 @@ from pathlib import Path
 
 import pytest
 
-from seal_repro.engine import LoraEngine, TrainConfig, TrainExample
-from seal_repro.lmeval_glue import KNOWLEDGE_TASK, TASKS_DIR, QAScorer
+from seal_repro.engine import LoraEngine, TrainExample, train_config
+from seal_repro.lmeval import TASKS_DIR
+from seal_repro.lmeval.knowledge import KNOWLEDGE_TASK, LmEvalQA, QAScorer
 from seal_repro.models import load
 from seal_repro.spec.inner_loop import LoraSpec
 from seal_repro.spec.model import ModelSpec
+from seal_repro.spec.training import TrainingSpec
 
 QUESTIONS = [
     {"id": "p0-q0", "passage_id": "p0", "question": "when was the town founded ?", "answer": "1874", "golds": ["1874"]},
@@ -51,11 +53,27 @@ def test_in_process_scoring_answers_exactly_the_requested_questions(tiny_model_d
     assert scorer.version is not None
 
 
+def test_scorer_factory_is_picklable_and_uses_the_spec(tiny_model_dir, qfile):
+    import pickle
+    from types import SimpleNamespace
+
+    factory = pickle.loads(pickle.dumps(LmEvalQA()))  # Ray workers build their own scorer from it
+    assert factory == LmEvalQA() and "seal_repro.lmeval.knowledge" in factory.code_modules
+    model, tok = load(ModelSpec(source="local", path=str(tiny_model_dir), chat_template=False), tiny_model_dir)
+    spec = SimpleNamespace(
+        evaluation=SimpleNamespace(answer_prompt="question : {question} answer :", max_new_tokens=2, batch_size=2),
+        model=SimpleNamespace(chat_template=False))
+    scorer = factory(model, tok, str(qfile), spec)
+    assert isinstance(scorer, QAScorer) and scorer.chat_template is False
+    assert scorer.task_dict[KNOWLEDGE_TASK]._config.generation_kwargs["max_gen_toks"] == 2
+    assert [r["question_id"] for r in scorer.score(["p0-q1"])] == ["p0-q1"]
+
+
 def test_stock_lm_eval_cli_scores_a_saved_adapter(tiny_model_dir, qfile, tmp_path):
     model, tok = load(ModelSpec(source="local", path=str(tiny_model_dir), chat_template=False), tiny_model_dir)
     engine = LoraEngine(model, tok, LoraSpec(rank=2, alpha=4, target_modules=("q_proj", "v_proj")))
     engine.reset(0)
-    engine.train([TrainExample("the town was founded in 1874")], TrainConfig(epochs=2, lr=1e-2), seed=0)
+    engine.train([TrainExample("the town was founded in 1874")], train_config(TrainingSpec(epochs=2, lr=1e-2)), seed=0)
     engine.save_adapter(tmp_path / "adapter")
     out = tmp_path / "out"
     cmd = [

@@ -9,8 +9,9 @@ import sys
 import pytest
 
 from seal_repro.data.records import Passage, Question
-from seal_repro.engine import LoraEngine, TrainConfig
-from seal_repro.knowledge.inner_loop import Round, compute_round, peak_memory_of
+from conftest import inner_loop_spec, kit_of
+from seal_repro.engine import LoraEngine
+from seal_repro.knowledge.inner_loop import Job, Round, compute_round, peak_memory_of
 from seal_repro.memory import PeakMemory, without_measurements
 from seal_repro.models import load
 from seal_repro.spec.inner_loop import LoraSpec
@@ -48,7 +49,7 @@ def test_each_block_reports_its_own_peak():
 
 
 def test_a_round_reports_its_peak_memory_and_stages_take_the_largest(engine):
-    result = compute_round(ROUND, engine, lambda ids: [], TrainConfig(epochs=1, lr=1e-2), 0)
+    result = compute_round(kit_of(engine, lambda ids: []), Job(ROUND, inner_loop_spec(epochs=1, lr=1e-2)))
     mem = result["memory"]
     assert mem["peak_rss_mb"] > 50 and mem["peak_gpu_mb"] == 0.0  # python + torch + the model, on a CPU
     other = {**result, "memory": {"peak_rss_mb": mem["peak_rss_mb"] + 100, "peak_gpu_mb": 0.0}}

@@ -46,14 +46,13 @@ def workdir(tmp_path, tiny_model_dir, monkeypatch):
 
 def _pipeline(out: str) -> dict:
     spec = f"{out}/spec"
-    _run_stage("resolve_spec", "--params", "tiny.yaml", "--out", spec)
-    _run_stage("prepare_model", "--spec-dir", spec, "--out", f"{out}/model")
-    _run_stage("prepare_data", "--spec-dir", spec, "--out", f"{out}/data")
-    _run_stage("self_edits", "--spec-dir", spec, "--model", f"{out}/model", "--data", f"{out}/data", "--out", f"{out}/se")
-    for c in ("base", "passage", "base_synthetic", "teacher_synthetic"):
-        _run_stage("adapt_eval", "--spec-dir", spec, "--model", f"{out}/model", "--data", f"{out}/data",
-                   "--self-edits", f"{out}/se", "--condition", c, "--out", f"{out}/cond/{c}")
-    _run_stage("report", "--spec-dir", spec, "--conditions", f"{out}/cond", "--out", f"{out}/results",
+    _run_stage("shared.resolve_spec", "--params", "tiny.yaml", "--out", spec)
+    _run_stage("shared.prepare_model", "--spec-dir", spec, "--out", f"{out}/model")
+    _run_stage("knowledge.prepare_data", "--spec-dir", spec, "--out", f"{out}/data")
+    # one process for the four baseline conditions; the base model's self-edits are sampled there
+    _run_stage("knowledge.baselines", "--spec-dir", spec, "--model", f"{out}/model", "--data", f"{out}/data",
+               "--out", f"{out}/baselines")
+    _run_stage("knowledge.report", "--spec-dir", spec, "--baselines", f"{out}/baselines", "--out", f"{out}/results",
                "--calibration", str(REPO / "results/calibration/grader_calibration.json"))
     return json.loads(Path(f"{out}/results/metrics.json").read_text())
 
@@ -63,6 +62,9 @@ def test_stages_end_to_end_are_deterministic_and_memoized(workdir):
     for cond in ("base", "passage", "base_synthetic", "teacher_synthetic"):
         assert first[f"{cond}.n_questions"] == 15
         assert 0.0 <= first[f"{cond}.ci_low"] <= first[f"{cond}.accuracy"] <= first[f"{cond}.ci_high"] <= 1.0
+        assert json.loads(Path(f"run1/baselines/{cond}/summary.json").read_text())["condition"] == cond
+    edits = [json.loads(line) for line in Path("run1/baselines/self_edits.jsonl").read_text().splitlines()]
+    assert len(edits) == 3 and len({e["passage_id"] for e in edits}) == 3  # self_edit.n = 1 per passage
     table = Path("run1/results/table.md").read_text()
     assert "Train on passage + synthetic (teacher)" in table and "46.3" in table  # paper column
     assert "judge-equivalent" in table and "passage.judge_equivalent" in first
@@ -73,8 +75,9 @@ def test_stages_end_to_end_are_deterministic_and_memoized(workdir):
     # Same inputs again: every adapted round comes from the memo, metrics byte-identical.
     second = _pipeline("run2")
     assert Path("run1/results/metrics.json").read_bytes() == Path("run2/results/metrics.json").read_bytes()
-    summary = json.loads(Path("run2/cond/passage/summary.json").read_text())
+    summary = json.loads(Path("run2/baselines/passage/summary.json").read_text())
     assert summary["memo_misses"] == 0 and summary["memo_hits"] == 3
+    assert Path("run1/baselines/self_edits.jsonl").read_bytes() == Path("run2/baselines/self_edits.jsonl").read_bytes()
     assert first == second
 
 
@@ -122,11 +125,16 @@ def test_dvc_repro_reruns_only_what_a_change_touches(tmp_path, tiny_model_dir):
         again = _dvc(repo, "repro", "report")
         assert "Running stage" not in again, again
 
-        # An inner-loop change re-runs the adapt_eval stages and the report, nothing upstream of them.
+        # An inner-loop change re-runs the baselines stage and the report, nothing upstream of them; in the
+        # baselines stage only the rounds that train miss the memo (the base rounds train nothing).
         (repo / "params.yaml").write_text("knowledge:\n  include: specs/tiny.yaml\n  inner_loop: {lr: 0.02}\n")
         out = _dvc(repo, "repro", "report")
-        for stage in ("prepare_model", "prepare_data", "self_edits"):
+        for stage in ("prepare_model", "prepare_data"):
             assert f"Running stage '{stage}'" not in out, out
-        assert "Running stage 'adapt_eval@passage'" in out
+        assert "Running stage 'baselines'" in out and "Running stage 'report'" in out
+        summaries = {c: json.loads((repo / f"build/knowledge/baselines/{c}/summary.json").read_text())
+                     for c in ("base", "passage")}
+        assert (summaries["base"]["memo_hits"], summaries["base"]["memo_misses"]) == (3, 0)
+        assert (summaries["passage"]["memo_hits"], summaries["passage"]["memo_misses"]) == (0, 3)
     finally:
         os.environ.pop("SEAL_REPRO_CACHE", None)

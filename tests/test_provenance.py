@@ -26,7 +26,7 @@ def assert_provenance(prov: dict, spec) -> None:
     """Everything the issue asks a result folder to hold: the resolved spec and its hash, package versions,
     the git commit, seeds, hardware, and the paper/protocol version the spec claims."""
     if isinstance(spec, (str, Path)):  # a resolve_spec folder
-        from seal_repro.stages._common import load_resolved
+        from seal_repro.stages.helpers import load_resolved
 
         spec = load_resolved(spec)
     for key in provenance.PROVENANCE_KEYS:

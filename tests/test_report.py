@@ -1,4 +1,4 @@
-from seal_repro.report import flat_metrics, markdown_table, per_passage
+from seal_repro.report.knowledge import flat_metrics, markdown_table, per_passage
 from seal_repro.stats import accuracy_ci
 
 

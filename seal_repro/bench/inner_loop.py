@@ -4,7 +4,7 @@ Both implementations adapt the same model (same weights, device, dtype) to the s
 sequences with the same LoRA hyper-parameters, lr, epochs and per-round seeds, answer the same questions with
 the same prompt and token budget, and are graded by the spec's grader — in one process, one after the other:
 
-  engine     the round the adapt_eval stage runs: `LoraEngine` (wrapped once, LoRA reset in place, a batch's
+  engine     the round the baselines stage runs: `LoraEngine` (wrapped once, LoRA reset in place, a batch's
              sequences packed in rows, the spec's batch size), the adapter probe, then lm-eval scoring in-process
              (batched, left-padded greedy generation, stopping at a newline) — or, with --answers generate,
              the engine's own `generate` (batched, shared prompt prefix prefilled once, same stop);
@@ -114,7 +114,7 @@ def register(subparsers) -> None:
                    help="training sequences: the passage alone, or the teacher self-edit + passage "
                         "(default teacher_synthetic)")
     p.add_argument("--answers", choices=ANSWERS, default="lm-eval",
-                   help="how the engine round answers: lm-eval in-process, as the adapt_eval stage does (default), "
+                   help="how the engine round answers: lm-eval in-process, as the stages do (default), "
                         "or the engine's own batched generate")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default=None, help="default: the spec's model.device")
     p.add_argument("--dtype", choices=("auto", "float32", "bfloat16", "float16"), default=None,

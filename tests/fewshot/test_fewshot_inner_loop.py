@@ -7,11 +7,10 @@ import pytest
 
 from seal_repro.engine import LoraEngine
 from seal_repro.fewshot.grids import grid_to_text
-from seal_repro.fewshot.inner_loop import (
-    plan_rounds, round_key, run_rounds, train_config, ttt_examples, vote_transforms,
-)
+from seal_repro.fewshot.inner_loop import Job, Kit, compute_round, plan_rounds, round_key, run_rounds, train_config, \
+    ttt_examples
 from seal_repro.fewshot.self_edit import Augmentations, SelfEdit, TrainingChoice
-from seal_repro.fewshot.vote import vote_prompts
+from seal_repro.fewshot.vote import vote_prompts, vote_transforms
 from seal_repro.memo import Memo
 from seal_repro.memory import without_measurements
 
@@ -34,6 +33,11 @@ def truth_predictor(task, spec, calls):
     return predict
 
 
+def kit_of(engine, predict) -> Kit:
+    """A kit from a plain predict function (a stage's comes from seal_repro.lmeval.arc)."""
+    return Kit(engine, predict, code="test")
+
+
 def test_plan_rounds_per_condition(tiny_spec, task):
     texts = {task.id: [EDIT.to_json(), "not json at all", PARTIAL]}
     icl = plan_rounds("icl", [task], texts, tiny_spec)
@@ -46,7 +50,7 @@ def test_plan_rounds_per_condition(tiny_spec, task):
     # a self-edit that leaves `training` out takes the spec's defaults
     il = tiny_spec.inner_loop
     assert rounds[2].self_edit.training == TrainingChoice(
-        loss_on=il.default_loss_on, learning_rate=il.default_lr, epochs=il.default_epochs)
+        loss_on=il.loss_on, learning_rate=il.lr, epochs=il.epochs)
     assert plan_rounds("seal", [task], {}, tiny_spec) == []
 
 
@@ -56,6 +60,10 @@ def test_train_config_follows_the_self_edit(tiny_spec):
     assert (cfg.max_steps, cfg.lr_schedule, cfg.batch_size) == (2, "cosine", 2)
     out_only = EDIT.model_copy(update={"training": EDIT.training.model_copy(update={"loss_on": "output_tokens"})})
     assert train_config(out_only, tiny_spec).mask_prompt is True
+    # every other training setting is the inner loop's (spec/training.py), clipping and warmup included
+    il = tiny_spec.inner_loop.model_copy(update={"max_grad_norm": 1.0, "warmup_ratio": 0.1, "weight_decay": 0.01})
+    cfg = train_config(EDIT, tiny_spec.model_copy(update={"inner_loop": il}))
+    assert (cfg.max_grad_norm, cfg.warmup_ratio, cfg.weight_decay, cfg.lr) == (1.0, 0.1, 0.01, 0.005)
 
 
 def test_too_long_examples_are_dropped(tiny_spec, tiny_loaded, task):
@@ -74,7 +82,7 @@ def test_rounds_train_predict_vote_and_memoize(tiny_spec, tiny_loaded, task, tmp
     calls: list[int] = []
     rounds = plan_rounds("ttt_no_rl", [task], {task.id: [EDIT.to_json(), "{broken"]}, tiny_spec)
     memo = Memo(tmp_path / "memo")
-    recs = run_rounds(rounds, engine, truth_predictor(task, tiny_spec, calls), tiny_spec, "fp", memo)
+    recs = run_rounds(rounds, kit_of(engine, truth_predictor(task, tiny_spec, calls)), tiny_spec, "fp", memo)
     good, bad = recs
     assert good["solved"] is True and good["attempts"][0][0] == grid_to_text(task.test[0][1])
     assert 1 <= good["train"]["steps"] <= tiny_spec.inner_loop.max_steps and good["train"]["examples"] > 0
@@ -82,45 +90,47 @@ def test_rounds_train_predict_vote_and_memoize(tiny_spec, tiny_loaded, task, tmp
     assert bad["solved"] is False and bad["valid"] is False and bad["failure"].startswith("invalid JSON")
     assert calls == [8]  # one batched call, none for the invalid self-edit
     # the same self-edit in another condition is the same round: served from the memo, no new call
-    again = run_rounds(plan_rounds("seal", [task], {task.id: [EDIT.to_json()]}, tiny_spec), engine,
-                       truth_predictor(task, tiny_spec, calls), tiny_spec, "fp", memo)
+    again = run_rounds(plan_rounds("seal", [task], {task.id: [EDIT.to_json()]}, tiny_spec),
+                       kit_of(engine, truth_predictor(task, tiny_spec, calls)), tiny_spec, "fp", memo)
     assert calls == [8] and memo.hits == 1 and again[0]["solved"] is True and again[0]["condition"] == "seal"
 
 
 def test_garbage_predictions_do_not_solve(tiny_spec, tiny_loaded, task, tmp_path):
     model, tok = tiny_loaded
     engine = LoraEngine(model, tok, tiny_spec.inner_loop.lora)
-    recs = run_rounds(plan_rounds("icl", [task], {}, tiny_spec), engine, lambda ps: ["blue"] * len(ps),
+    recs = run_rounds(plan_rounds("icl", [task], {}, tiny_spec), kit_of(engine, lambda ps: ["blue"] * len(ps)),
                       tiny_spec, "fp", Memo(enabled=False))
     assert recs[0]["solved"] is False and recs[0]["attempts"] == [[]] and recs[0]["train"] is None
 
 
-@pytest.mark.parametrize("change", ["seed", "self_edit", "model"])
+@pytest.mark.parametrize("change", ["seed", "self_edit", "model", "code"])
 def test_round_key_changes_with_what_decides_the_round(tiny_spec, task, change):
     rnd = plan_rounds("ttt_no_rl", [task], {task.id: [EDIT.to_json()]}, tiny_spec)[0]
-    base = round_key(rnd, tiny_spec, "fp")
+    base = round_key(rnd, tiny_spec, "fp", "code")
+    assert round_key(rnd, tiny_spec, "fp", "code") == base
     if change == "seed":
-        assert round_key(rnd, tiny_spec.model_copy(update={"seed": 1}), "fp") != base
+        assert round_key(rnd, tiny_spec.model_copy(update={"seed": 1}), "fp", "code") != base
     elif change == "self_edit":
         other = plan_rounds("ttt_no_rl", [task], {task.id: [PARTIAL]}, tiny_spec)[0]
-        assert round_key(other, tiny_spec, "fp") != base
-    else:
-        assert round_key(rnd, tiny_spec, "other-model") != base
+        assert round_key(other, tiny_spec, "fp", "code") != base
+    elif change == "model":
+        assert round_key(rnd, tiny_spec, "other-model", "code") != base
+    else:  # the code computing the round (seal_repro.codehash)
+        assert round_key(rnd, tiny_spec, "fp", "other-code") != base
 
 
 def test_an_adapter_that_trained_but_changed_nothing_fails_the_round(tiny_spec, tiny_loaded, task, monkeypatch):
     from seal_repro.engine import TrainStats
     from seal_repro.errors import AdapterNotApplied
-    from seal_repro.fewshot.inner_loop import compute_round
-
     model, tok = tiny_loaded
     engine = LoraEngine(model, tok, tiny_spec.inner_loop.lora)
     rnd = plan_rounds("ttt_no_rl", [task], {task.id: [EDIT.to_json()]}, tiny_spec)[0]
     calls: list[int] = []
-    assert compute_round(rnd, engine, truth_predictor(task, tiny_spec, calls), tiny_spec)["train"]["steps"] >= 1
+    kit = kit_of(engine, truth_predictor(task, tiny_spec, calls))
+    assert compute_round(kit, Job(rnd, tiny_spec))["train"]["steps"] >= 1
     monkeypatch.setattr(engine, "train", lambda *a, **k: TrainStats(steps=2))  # "trained", adapter still B = 0
     with pytest.raises(AdapterNotApplied, match=rf"adapter for task {task.id} \(ttt_no_rl\) left the model's logits"):
-        compute_round(rnd, engine, truth_predictor(task, tiny_spec, calls), tiny_spec)
+        compute_round(kit, Job(rnd, tiny_spec))
     assert calls == [8]  # the broken round was never scored
 
 
@@ -133,10 +143,10 @@ def test_rounds_in_forked_copies_equal_the_in_process_ones(tiny_spec, tiny_loade
                                                                                 learning_rate=0.005, epochs=1))
     texts = [EDIT.to_json(), "{broken", other.to_json(), EDIT.to_json()]  # a duplicate too: computed once
     rounds = plan_rounds("ttt_no_rl", [task], {task.id: texts}, tiny_spec)
-    here = run_rounds(rounds, engine, truth_predictor(task, tiny_spec, []), tiny_spec, "fp", Memo(enabled=False))
+    kit = kit_of(engine, truth_predictor(task, tiny_spec, []))
+    here = run_rounds(rounds, kit, tiny_spec, "fp", Memo(enabled=False))
     memo = Memo(tmp_path / "memo")
-    there = run_rounds(rounds, engine, truth_predictor(task, tiny_spec, []), tiny_spec, "fp", memo,
-                       executor=LocalExecutor(workers=2, threads=1))
+    there = run_rounds(rounds, kit, tiny_spec, "fp", memo, executor=LocalExecutor(workers=2, threads=1))
 
     assert without_measurements(there) == without_measurements(here)
     assert memo.hits == 1 and memo.misses == 2

@@ -5,18 +5,17 @@ from __future__ import annotations
 import pytest
 
 from seal_repro.errors import UserError
-from seal_repro.fewshot.inner_loop import vote_transforms
-from seal_repro.fewshot.vote import vote_prompts
+from seal_repro.fewshot.vote import prompt_rows, vote_prompts, vote_transforms
 from seal_repro.io import write_jsonl
-from seal_repro.lmeval_glue import TASKS_DIR
-from seal_repro.stages._fewshot import ArcPredictor, prompt_rows
+from seal_repro.lmeval import TASKS_DIR
+from seal_repro.lmeval.arc import ARC_TASK, ArcPredictor, LmEvalArc
 
 
 def test_task_yaml_is_indexed_and_versioned():
     from lm_eval.tasks import TaskManager
 
     manager = TaskManager(include_path=str(TASKS_DIR), include_defaults=False)
-    assert "seal_arc" in manager.all_tasks  # lm-eval drops a broken YAML silently
+    assert ARC_TASK == "seal_arc" and ARC_TASK in manager.all_tasks  # lm-eval drops a broken YAML silently
     text = (TASKS_DIR / "seal_arc" / "seal_arc.yaml").read_text()
     assert "version:" in text and "generate_until" in text
 
@@ -53,3 +52,18 @@ def test_predictor_answers_each_prompt_in_order(tiny_spec, tiny_loaded, task, tm
     assert predict.version == 1.0
     with pytest.raises(UserError, match="not in the lm-eval prompts file"):
         predict(["a prompt nobody wrote"])
+
+
+def test_predictor_factory_is_picklable_and_uses_the_spec(tiny_spec, tiny_loaded, task, tmp_path):
+    import pickle
+
+    model, tok = tiny_loaded
+    rows = prompt_rows([task], "eval", vote_transforms(tiny_spec))
+    write_jsonl(tmp_path / "prompts.jsonl", rows)
+    factory = pickle.loads(pickle.dumps(LmEvalArc()))  # a worker process builds its own predictor from it
+    assert factory == LmEvalArc() and "seal_repro.lmeval.arc" in factory.code_modules
+    predict = factory(model, tok, str(tmp_path / "prompts.jsonl"), tiny_spec)
+    assert isinstance(predict, ArcPredictor) and predict.chat_template == tiny_spec.model.chat_template
+    task_cfg = predict.task_dict[ARC_TASK]._config
+    assert task_cfg.generation_kwargs["max_gen_toks"] == tiny_spec.evaluation.max_new_tokens
+    assert len(predict([rows[0]["prompt"]])) == 1 and predict.calls == 1

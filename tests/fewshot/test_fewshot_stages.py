@@ -7,18 +7,13 @@ import json
 import math
 from argparse import Namespace
 
+import pytest
 import yaml
 
 from seal_repro.io import read_json, read_jsonl
-from seal_repro.stages import (
-    fewshot_eval,
-    fewshot_report,
-    fewshot_rl,
-    fewshot_self_edits,
-    fewshot_tasks,
-    resolve_spec,
-)
-from seal_repro.stages.fewshot_report import condition_metrics, success_ci
+from seal_repro.report.fewshot import condition_metrics, success_ci
+from seal_repro.stages.fewshot import baselines, report, rl, tasks
+from seal_repro.stages.shared import resolve_spec
 from test_provenance import assert_provenance
 
 CONDITIONS = ("icl", "ttt_no_rl", "seal", "oracle_ttt")
@@ -31,30 +26,35 @@ def test_pipeline_writes_the_table(tiny_spec, tmp_path, monkeypatch):
     doc = tiny_spec.model_dump(mode="json")
     doc["evaluation"]["vote_families"] = []  # identity only: keeps the test to seconds
     (tmp_path / "params.yaml").write_text(yaml.safe_dump({"fewshot": doc}))
-    spec, model = "build/spec", tiny_spec.model.path
+    spec, model, build = "build/fewshot/spec", tiny_spec.model.path, "build/fewshot"
     resolve_spec.run(Namespace(params="params.yaml", section="fewshot", out=spec))
-    fewshot_tasks.run(Namespace(spec_dir=spec, out="build/tasks"))
-    fewshot_self_edits.run(Namespace(spec_dir=spec, model=model, tasks="build/tasks", out="build/self_edits"))
-    fewshot_rl.run(Namespace(spec_dir=spec, model=model, tasks="build/tasks", base_self_edits="build/self_edits",
-                             out="build/rl", no_memo=False))
-    edits = {"icl": "build/tasks", "ttt_no_rl": "build/self_edits", "seal": "build/rl", "oracle_ttt": "build/tasks"}
-    for cond in CONDITIONS:
-        fewshot_eval.run(Namespace(spec_dir=spec, model=model, tasks="build/tasks", self_edits=edits[cond],
-                                   condition=cond, out=f"build/conditions/{cond}", no_memo=False))
-    fewshot_report.run(Namespace(spec_dir=spec, conditions="build/conditions", rl="build/rl", out="results"))
+    tasks.run(Namespace(spec_dir=spec, out=f"{build}/tasks"))
+    baselines.run(Namespace(spec_dir=spec, model=model, tasks=f"{build}/tasks", out=f"{build}/baselines",
+                            no_memo=False))
+    rl.run(Namespace(spec_dir=spec, model=model, tasks=f"{build}/tasks", out=f"{build}/rl", no_memo=False))
+    report.run(Namespace(spec_dir=spec, baselines=f"{build}/baselines", rl=f"{build}/rl", out="results"))
 
-    assert [t["id"] for t in read_jsonl("build/tasks/train.jsonl")] == ["25ff71a9"]
-    assert len(read_jsonl("build/self_edits/self_edits.jsonl")) == 2
-    rl = read_json("build/rl/summary.json")
-    assert rl["iterations"][0]["sampled"] == 2 and (tmp_path / "build/rl/policy/adapter_config.json").exists()
-    if not rl["policy_trained"]:  # an untrained policy is the base model: its samples are the base's
-        assert rl["eval_self_edits"].startswith("base model")
-        assert read_jsonl("build/rl/self_edits.jsonl") == read_jsonl("build/self_edits/self_edits.jsonl")
+    assert [t["id"] for t in read_jsonl(f"{build}/tasks/train.jsonl")] == ["25ff71a9"]
+    assert [t["id"] for t in read_jsonl(f"{build}/tasks/eval.jsonl")] == ["66e6c45b"]
+    n_tests = sum(len(t["test"]) for role in ("train", "eval") for t in read_jsonl(f"{build}/tasks/{role}.jsonl"))
+    prompts = read_jsonl(f"{build}/tasks/prompts.jsonl")
+    assert len(prompts) == n_tests and {p["transform"] for p in prompts} == {"identity"}  # one per test input
+    base_edits = read_jsonl(f"{build}/baselines/self_edits.jsonl")
+    assert len(base_edits) == 2 and {"tokens", "truncated"} <= set(base_edits[0])
+    for cond in ("icl", "ttt_no_rl", "oracle_ttt"):  # every baseline condition in its own folder
+        assert read_json(f"{build}/baselines/{cond}/summary.json")["condition"] == cond
+    rl_summary = read_json(f"{build}/rl/summary.json")
+    assert rl_summary["iterations"][0]["sampled"] == 2 and (tmp_path / build / "rl/policy/adapter_config.json").exists()
+    assert len(read_jsonl(f"{build}/rl/records.jsonl")) == 2
+    assert read_json(f"{build}/rl/seal/summary.json")["condition"] == "seal"
+    if not rl_summary["policy_trained"]:  # an untrained policy is the base model: its samples are the base's
+        assert rl_summary["eval_self_edits"].startswith("the base model")
+        assert read_jsonl(f"{build}/rl/self_edits.jsonl") == base_edits
     metrics = read_json("results/metrics.json")
     for cond in CONDITIONS:
         assert 0.0 <= metrics[f"{cond}.success_rate"] <= 1.0 and metrics[f"{cond}.n_tasks"] == 1
     assert metrics["ttt_no_rl.n_pairs"] == 2 and metrics["oracle_ttt.n_pairs"] == 1 and "rl.sampled" in metrics
-    oracle = read_jsonl("build/conditions/oracle_ttt/records.jsonl")[0]
+    oracle = read_jsonl(f"{build}/baselines/oracle_ttt/records.jsonl")[0]
     assert oracle["train"]["steps"] >= 1 and oracle["self_edit"] == json.loads(tiny_spec.oracle.to_json())
     table = (tmp_path / "results/table.md").read_text()
     assert "| Oracle TTT |" in table and "| 100.0 |" in table  # the paper column
@@ -63,6 +63,20 @@ def test_pipeline_writes_the_table(tiny_spec, tmp_path, monkeypatch):
     assert all("responses" not in r for r in read_jsonl("results/records.jsonl"))
     assert read_json("results/provenance.json")["spec"]["domain"] == "fewshot"
     assert_provenance(read_json("results/provenance.json"), spec)
+
+
+def test_rl_stage_without_seal_leaves_a_marker(tiny_spec, tmp_path, monkeypatch):
+    from seal_repro import models
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(models, "load", lambda *a, **k: pytest.fail("no model is needed to skip"))
+    doc = tiny_spec.model_dump(mode="json")
+    doc["conditions"] = ["icl", "oracle_ttt"]
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump({"fewshot": doc}))
+    resolve_spec.run(Namespace(params="params.yaml", section="fewshot", out="spec"))
+    rl.run(Namespace(spec_dir="spec", model="m", tasks="tasks", out="rl", no_memo=False))
+    assert read_json("rl/summary.json") == {"skipped": True}
+    assert read_jsonl("rl/records.jsonl") == [] and read_jsonl("rl/self_edits.jsonl") == []
 
 
 def _rec(task, solved, valid=True):

@@ -9,8 +9,7 @@ import pytest
 import yaml
 
 from seal_repro.errors import DataError
-from seal_repro.fewshot.tasks import read_task_file, task_from_dict
-from seal_repro.stages._fewshot import task_to_dict
+from seal_repro.fewshot.tasks import read_task_file, read_tasks, task_from_dict, task_to_dict
 
 GOOD = {"id": "0000000a", "train": [{"input": [[1, 2], [3, 4]], "output": [[4]]}], "test": [{"input": [[0]], "output": [[9]]}]}
 
@@ -54,6 +53,9 @@ def test_a_good_file_round_trips_and_a_missing_one_is_named(tmp_path):
     assert read_task_file(f) == [task, task]
     with pytest.raises(DataError, match="nope.jsonl: no such file"):
         read_task_file(tmp_path / "nope.jsonl")
+    assert read_tasks(tmp_path, "train") == [task, task]  # a tasks stage's folder, by role
+    with pytest.raises(DataError, match="eval.jsonl: no such file"):
+        read_tasks(tmp_path, "eval")
 
 
 def test_a_task_that_is_not_an_object_is_one_clear_line():
@@ -65,7 +67,8 @@ def test_a_task_that_is_not_an_object_is_one_clear_line():
 
 def test_stages_reject_a_bad_task_file_before_loading_a_model(tiny_spec, tmp_path, monkeypatch):
     from seal_repro import models
-    from seal_repro.stages import fewshot_eval, fewshot_self_edits, resolve_spec
+    from seal_repro.stages.fewshot import baselines, rl
+    from seal_repro.stages.shared import resolve_spec
 
     monkeypatch.chdir(tmp_path)
     monkeypatch.setattr(models, "load", lambda *a, **k: pytest.fail("a model was loaded before the data was checked"))
@@ -74,8 +77,11 @@ def test_stages_reject_a_bad_task_file_before_loading_a_model(tiny_spec, tmp_pat
     (tmp_path / "tasks").mkdir()
     _write(tmp_path / "tasks/eval.jsonl", [{**GOOD, "train": [{"input": [[1, 2], [3]], "output": [[1]]}]}])
     with pytest.raises(DataError, match=r"tasks/eval.jsonl: record 0 \(line 1\): task 0000000a: train\[0\].input: row 1"):
-        fewshot_self_edits.run(Namespace(spec_dir="spec", model="m", tasks="tasks", out="se"))
+        baselines.run(Namespace(spec_dir="spec", model="m", tasks="tasks", out="b", no_memo=False))
+    _write(tmp_path / "tasks/train.jsonl", [{**GOOD, "test": [{"input": [[0, 10]], "output": [[1]]}]}])
+    with pytest.raises(DataError, match=r"tasks/train.jsonl: record 0 .*test\[0\].input: row 0 col 1: 10 is not"):
+        rl.run(Namespace(spec_dir="spec", model="m", tasks="tasks", out="r", no_memo=False))
+    _write(tmp_path / "tasks/train.jsonl", [GOOD])  # a good training file: the bad evaluation file still stops rl
     with pytest.raises(DataError, match=r"tasks/eval.jsonl: record 0 .*row 1 has 1 cells"):
-        fewshot_eval.run(Namespace(spec_dir="spec", model="m", tasks="tasks", self_edits="tasks", condition="icl",
-                                   out="c", no_memo=False))
-    assert not (tmp_path / "se").exists() and not (tmp_path / "c").exists()
+        rl.run(Namespace(spec_dir="spec", model="m", tasks="tasks", out="r", no_memo=False))
+    assert not (tmp_path / "b").exists() and not (tmp_path / "r").exists()

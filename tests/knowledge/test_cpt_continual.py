@@ -9,10 +9,11 @@ import pytest
 import torch
 
 from seal_repro.data.records import Passage, Question
-from seal_repro.engine import TrainConfig
+from seal_repro.engine import train_config
 from seal_repro.knowledge import continual as C
 from seal_repro.knowledge.cpt import FullEngine, corpus, examples
 from seal_repro.spec.experiment import ExperimentSpec
+from seal_repro.spec.training import TrainingSpec
 
 P = [Passage(f"p{i}", f"T{i}", f"passage {i} text.", (Question(f"p{i}-q0", "q?", "a"),), (f"teacher {i}.",))
      for i in range(3)]
@@ -48,6 +49,16 @@ def test_cpt_method_tags_the_paper_protocol():
         _spec(method="full", lora={"rank": 4})
 
 
+def test_cpt_trains_with_its_own_training_settings():
+    """The cpt section is a TrainingSpec: CPT's config comes from it (its own defaults), not from the inner loop's."""
+    spec = _spec(lr=0.05, grad_accum=3, lr_schedule="cosine")
+    cfg = train_config(spec.cpt)
+    assert (cfg.lr, cfg.grad_accum, cfg.lr_schedule, cfg.mask_prompt) == (0.05, 3, "cosine", False)
+    defaults = train_config(_spec().cpt)
+    assert (defaults.epochs, defaults.batch_size, defaults.grad_accum) == (3, 4, 2)
+    assert defaults.epochs != train_config(spec.inner_loop).epochs  # not the inner loop's
+
+
 def test_full_fine_tuning_trains_every_weight(tiny_model_dir):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -57,7 +68,7 @@ def test_full_fine_tuning_trains_every_weight(tiny_model_dir):
     engine = FullEngine(model, tok)
     engine.reset(0)
     stats = engine.train(examples(["the town was founded in 1874 .", "the river is short ."]),
-                         TrainConfig(epochs=2, lr=1e-2, batch_size=2), seed=0)
+                         train_config(TrainingSpec(epochs=2, lr=1e-2, batch_size=2)), seed=0)
     assert stats.steps == 2
     changed = [n for n, p in model.named_parameters() if not torch.equal(p, before[n])]
     assert len(changed) == len(before)  # embeddings, norms, attention, MLP: no adapter, no frozen weight

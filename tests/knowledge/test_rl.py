@@ -1,4 +1,5 @@
-"""ReST-EM pieces: rewards, keep rules, the SFT objective, the spec's rules, stacked policy adapters."""
+"""ReST-EM pieces: rewards, keep rules, the SFT objective and its settings, the spec's rules, stacked policy
+adapters."""
 
 from __future__ import annotations
 
@@ -7,7 +8,9 @@ import math
 import pytest
 import torch
 
-from seal_repro.engine import LoraEngine
+from seal_repro import policy as P
+from seal_repro import rest_em
+from seal_repro.engine import LoraEngine, TrainExample, train_config
 from seal_repro.errors import SpecError
 from seal_repro.knowledge import rl as R
 from seal_repro.spec.data import DataSpec
@@ -29,25 +32,34 @@ def _records(acc: dict[tuple[str, int], list[int]], base: dict[str, list[int]]) 
                   for p, marks in base.items() for c in marks]
 
 
+def _samples(keys, tokens=None) -> list[rest_em.Sample]:
+    return [rest_em.Sample(p, i, f"self-edit {p}{i}", tokens[j] if tokens else 0) for j, (p, i) in enumerate(keys)]
+
+
 # passage a: baseline 1/4; samples 0, 2/4, 2/4 (a tie), 3/4. passage b: baseline 2/4; samples 1/4, 2/4.
-RECORDS = _records(
-    {("a", 0): [0, 0, 0, 0], ("a", 1): [1, 1, 0, 0], ("a", 2): [1, 0, 1, 0], ("a", 3): [1, 1, 1, 0],
-     ("b", 0): [1, 0, 0, 0], ("b", 1): [1, 1, 0, None]},
-    {"a": [1, 0, 0, 0], "b": [1, 1, 0, 0]},
-)
+ACC = {("a", 0): [0, 0, 0, 0], ("a", 1): [1, 1, 0, 0], ("a", 2): [1, 0, 1, 0], ("a", 3): [1, 1, 1, 0],
+       ("b", 0): [1, 0, 0, 0], ("b", 1): [1, 1, 0, None]}
+RECORDS = _records(ACC, {"a": [1, 0, 0, 0], "b": [1, 1, 0, 0]})
+SAMPLES = _samples(ACC)
+
+
+def _key(r: rest_em.Scored) -> tuple[str, int]:
+    return r.sample.context_id, r.sample.index
 
 
 def _kept(rl) -> list[tuple[str, int]]:
-    return [(r["passage_id"], r["index"]) for r in R.keep_rows(R.score_samples(RECORDS, rl), rl)]
+    return [_key(r) for r in rest_em.keep_rows(R.score_samples(RECORDS, SAMPLES, rl), rl.keep, rl.top_m)]
 
 
 def test_rewards_are_mean_accuracy_or_gain_over_the_baseline_and_skip_ungraded():
-    rows = {(r["passage_id"], r["index"]): r for r in R.score_samples(RECORDS, _rl())}
-    assert rows[("a", 3)]["accuracy"] == 0.75 and rows[("a", 3)]["reward"] == 0.75
-    assert rows[("b", 1)]["accuracy"] == pytest.approx(2 / 3)  # None (ungraded) is neither right nor wrong
-    gain = {(r["passage_id"], r["index"]): r for r in R.score_samples(RECORDS, _rl(reward="gain"))}
-    assert gain[("a", 3)]["reward"] == pytest.approx(0.5) and gain[("b", 0)]["reward"] == pytest.approx(-0.25)
-    assert [k for k, r in rows.items() if r["beats_baseline"]] == [("a", 1), ("a", 2), ("a", 3), ("b", 1)]
+    scored = R.score_samples(RECORDS, SAMPLES, _rl())
+    assert [r.sample for r in scored] == SAMPLES  # one Scored per sample, in the samples' order
+    rows = {_key(r): r for r in scored}
+    assert rows[("a", 3)].accuracy == 0.75 and rows[("a", 3)].reward == 0.75 and rows[("a", 3)].baseline == 0.25
+    assert rows[("b", 1)].accuracy == pytest.approx(2 / 3)  # None (ungraded) is neither right nor wrong
+    gain = {_key(r): r for r in R.score_samples(RECORDS, SAMPLES, _rl(reward="gain"))}
+    assert gain[("a", 3)].reward == pytest.approx(0.5) and gain[("b", 0)].reward == pytest.approx(-0.25)
+    assert [k for k, r in rows.items() if r.beats_baseline] == [("a", 1), ("a", 2), ("a", 3), ("b", 1)]
 
 
 def test_keep_rules():
@@ -55,15 +67,28 @@ def test_keep_rules():
     assert _kept(_rl(keep="top_m", top_m=3)) == [("a", 1), ("a", 2), ("a", 3), ("b", 0), ("b", 1)]
     assert _kept(_rl(keep="top_m", top_m=2)) == [("a", 1), ("a", 3), ("b", 0), ("b", 1)]  # the tie: earlier sample
     assert _kept(_rl(keep="beats_baseline")) == [("a", 1), ("a", 2), ("a", 3), ("b", 1)]
+    scored = R.score_samples(RECORDS, SAMPLES, _rl(reward="gain"))  # ARC's rule: a positive reward
+    assert [_key(r) for r in rest_em.keep_rows(scored, "solved")] == [("a", 1), ("a", 2), ("a", 3), ("b", 1)]
+    assert set(rest_em.KEEP_RULES) >= {"best1", "top_m", "beats_baseline", "solved"}
+
+
+def test_an_unknown_keep_rule_names_every_rule():
+    rows = R.score_samples(RECORDS, SAMPLES, _rl())
+    with pytest.raises(ValueError) as err:
+        rest_em.keep_rows(rows, "best2")
+    message = str(err.value)
+    assert "best2" in message
+    for rule in rest_em.KEEP_RULES:
+        assert rule in message, rule
 
 
 def test_unscored_samples_are_never_kept_and_metrics_skip_them():
     recs = _records({("a", 0): [None, None], ("a", 1): [0, 0]}, {"a": [0, 0]})
-    rl = _rl()
-    rows = R.score_samples(recs, rl)
-    assert math.isnan(rows[0]["reward"]) and R.keep_rows(rows, rl) == [rows[1]]
-    m = R.iteration_metrics(rows, R.keep_rows(rows, rl), [10, 20])
-    assert m["mean_reward"] == 0.0 and m["sampled"] == 2 and m["kept"] == 1 and m["mean_self_edit_tokens"] == 15
+    rows = R.score_samples(recs, _samples([("a", 0), ("a", 1)], tokens=[10, 20]), _rl())
+    assert math.isnan(rows[0].reward) and rest_em.keep_rows(rows, "best1") == [rows[1]]
+    m = rest_em.iteration_metrics(rows, rest_em.keep_rows(rows, "best1"))
+    assert m["mean_reward"] == 0.0 and m["sampled"] == 2 and m["scored"] == 1 and m["kept"] == 1
+    assert m["mean_self_edit_tokens"] == 15
 
 
 def test_rl_spec_rules():
@@ -74,7 +99,8 @@ def test_rl_spec_rules():
     with pytest.raises(ValueError, match="only read when rl.keep is 'top_m'"):
         _rl(top_m=2)
     with pytest.raises(ValueError, match="iterations"):
-        _rl(iterations=9)
+        _rl(iterations=0)
+    assert _rl(iterations=9).iterations == 9  # no cap: the rl stage runs every iteration the spec asks for
 
 
 def test_training_passages_must_not_overlap_the_evaluation_passages(tmp_path):
@@ -112,9 +138,9 @@ def test_sft_puts_loss_on_the_self_edit_only(tiny_model_dir):
     from transformers import AutoTokenizer
 
     tok = AutoTokenizer.from_pretrained(tiny_model_dir)
-    cfg = R.sft_config(_rl())
+    cfg = train_config(_rl().sft, mask_prompt=True)
     assert cfg.mask_prompt and cfg.grad_accum == 5 and cfg.lr == 3e-4 and cfg.epochs == 2  # paper defaults
-    ex = R.TrainExample(completion="the bridge was built in 1874", prompt="passage : the bridge . answer :")
+    ex = TrainExample(completion="the bridge was built in 1874", prompt="passage : the bridge . answer :")
     engine = LoraEngine.__new__(LoraEngine)  # _encode needs only the tokenizer
     engine.tokenizer = tok
     ids, labels = engine._encode(ex, cfg)
@@ -152,7 +178,7 @@ def test_stacked_policy_equals_sequential_merges_and_loads_with_plain_peft(tiny_
     e2 = _random_lora(merged, tok, LoraSpec(rank=3, alpha=12, target_modules=("v_proj", "up_proj")), 2, tmp_path / "a2")
     with torch.no_grad():
         expected = e2.peft_model(ids).logits
-    R.stack_adapters(tmp_path / "a1", tmp_path / "a2", tmp_path / "policy")
+    P.stack_adapters(tmp_path / "a1", tmp_path / "a2", tmp_path / "policy")
 
     base = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
     policy = PeftModel.from_pretrained(base, str(tmp_path / "policy"))
@@ -169,8 +195,51 @@ def test_stacked_policy_equals_sequential_merges_and_loads_with_plain_peft(tiny_
 def test_first_policy_is_copied_and_fingerprints_tell_policies_apart(tiny_model_dir, tmp_path):
     model, tok = _tiny(tiny_model_dir)
     _random_lora(model, tok, LoraSpec(rank=2, alpha=4, target_modules=("q_proj",)), 1, tmp_path / "a1")
-    R.stack_adapters(None, tmp_path / "a1", tmp_path / "p1")
-    assert (tmp_path / "p1" / R.ADAPTER_CONFIG).read_bytes() == (tmp_path / "a1" / R.ADAPTER_CONFIG).read_bytes()
-    base_fp = R.policy_fingerprint(tiny_model_dir, None)
-    assert R.policy_fingerprint(tiny_model_dir, tmp_path / "p1") not in (base_fp, "")
-    assert R.policy_fingerprint(tiny_model_dir, tmp_path / "p1") == R.policy_fingerprint(tiny_model_dir, tmp_path / "a1")
+    P.stack_adapters(None, tmp_path / "a1", tmp_path / "p1")
+    assert (tmp_path / "p1" / P.ADAPTER_CONFIG).read_bytes() == (tmp_path / "a1" / P.ADAPTER_CONFIG).read_bytes()
+    base_fp = P.policy_fingerprint(tiny_model_dir, None)
+    assert P.policy_fingerprint(tiny_model_dir, tmp_path / "p1") not in (base_fp, "")
+    assert P.policy_fingerprint(tiny_model_dir, tmp_path / "p1") == P.policy_fingerprint(tiny_model_dir, tmp_path / "a1")
+
+
+def _sft_spec(tiny_model_dir, grad_accum: int) -> ExperimentSpec:
+    return ExperimentSpec.model_validate({
+        "seed": 1, "model": {"source": "local", "path": str(tiny_model_dir), "chat_template": False},
+        "rl": {"train_data": TRAIN, "sft": {"lora": {"rank": 2, "alpha": 4, "target_modules": ["q_proj", "v_proj"]},
+                                            "lr": 0.01, "epochs": 1, "batch_size": 1, "grad_accum": grad_accum,
+                                            "lr_schedule": "cosine", "warmup_steps": 1}},
+    })
+
+
+def test_policy_sft_honours_grad_accum_and_lr_schedule(tiny_model_dir, tmp_path, monkeypatch):
+    """The knowledge policy's SFT trains with `engine.train_config(spec.rl.sft, mask_prompt=True)`: every setting of
+    rl.sft reaches the trainer (4 examples, grad_accum 2: half the optimizer steps of grad_accum 1)."""
+    from seal_repro.io import write_jsonl
+    from seal_repro.lmeval.knowledge import LmEvalQA
+    from seal_repro.memo import Memo
+    from seal_repro.policy import load_policy
+
+    data = tmp_path / "data"
+    for name in ("passages.jsonl", "rl_passages.jsonl"):
+        write_jsonl(data / name, [])
+    seen = []
+    real_train = LoraEngine.train
+
+    def spy(self, examples, cfg, seed):
+        seen.append(cfg)
+        return real_train(self, examples, cfg, seed)
+
+    monkeypatch.setattr(LoraEngine, "train", spy)
+    examples = [TrainExample(completion=f"the bridge was built in 18{i}4 .", prompt=f"passage {i} :") for i in range(4)]
+    steps = {}
+    for accum in (1, 2):
+        spec = _sft_spec(tiny_model_dir, accum)
+        rl = R.KnowledgeRL(spec, tiny_model_dir, data, tmp_path / f"rl{accum}", LmEvalQA(), Memo(tmp_path / "memo"))
+        model, tok = load_policy(spec, tiny_model_dir, None)
+        stats = rl.train_policy(1, None, model, tok, examples)
+        assert seen[-1] == train_config(spec.rl.sft, mask_prompt=True)
+        assert (seen[-1].grad_accum, seen[-1].lr_schedule, seen[-1].warmup_steps, seen[-1].mask_prompt) == \
+            (accum, "cosine", 1, True)
+        assert (tmp_path / f"rl{accum}" / "iter1" / "policy" / P.ADAPTER_CONFIG).exists()
+        steps[accum] = stats["steps"]
+    assert steps == {1: 4, 2: 2}

@@ -1,9 +1,11 @@
-"""SEAL, CPT and continual stages on the tiny model: in-process end to end, resuming RL iterations, and dvc.yaml."""
+"""SEAL, CPT and continual stages on the tiny model: in-process end to end, one rl stage running every ReST-EM
+iteration (any number of them, no edit to dvc.yaml), resuming through the memo, and dvc.yaml."""
 
 from __future__ import annotations
 
 import json
 import os
+import shlex
 import signal
 import subprocess
 import sys
@@ -14,8 +16,10 @@ import pytest
 import yaml
 
 from conftest import REPO
-from seal_repro.report import paired_markdown, paired_metrics, paired_tests
-from seal_repro.spec.rl import MAX_RL_ITERATIONS
+from seal_repro import rest_em
+from seal_repro.knowledge import rl as knowledge_rl
+from seal_repro.knowledge import self_edits as knowledge_self_edits
+from seal_repro.report.knowledge import paired_markdown, paired_metrics, paired_tests
 from test_pipeline import TINY_SPEC, _run_stage, copy_pipeline_repo
 
 SECTIONS = """\
@@ -29,20 +33,60 @@ cpt: {{method: lora, epochs: 1}}
 continual: {{n_passages: 3, start: seal}}
 """
 
+# What the spies below wrap, taken before any test patches them.
+RUN_ROUNDS, SFT_POLICY, GENERATE = knowledge_rl.run_rounds, rest_em.sft_policy, knowledge_self_edits.generate_details
+
 
 def _write_spec(path: Path, model: Path, iterations: int = 2) -> None:
     path.write_text(TINY_SPEC.format(model=model) + SECTIONS.format(iterations=iterations))
 
 
-def _rl(o: str, k: int) -> None:
-    _run_stage("rl_iter", "--spec-dir", f"{o}/spec", "--model", f"{o}/model", "--setup", f"{o}/rl/setup",
-               "--iteration", str(k), "--prev", f"{o}/rl/iter{k - 1}", "--out", f"{o}/rl/iter{k}")
+def _prepare(o: str) -> None:
+    _run_stage("shared.resolve_spec", "--params", "tiny.yaml", "--out", f"{o}/spec")
+    _run_stage("shared.prepare_model", "--spec-dir", f"{o}/spec", "--out", f"{o}/model")
+    _run_stage("knowledge.prepare_data", "--spec-dir", f"{o}/spec", "--out", f"{o}/data")
 
 
-def _setup(o: str) -> None:
-    _run_stage("resolve_spec", "--params", "tiny.yaml", "--out", f"{o}/spec")
-    _run_stage("rl_setup", "--spec-dir", f"{o}/spec", "--data", f"{o}/data", "--out", f"{o}/rl/setup",
-               "--iter0", f"{o}/rl/iter0")
+def _rl(o: str) -> None:
+    _run_stage("knowledge.rl", "--spec-dir", f"{o}/spec", "--model", f"{o}/model", "--data", f"{o}/data",
+               "--out", f"{o}/rl")
+
+
+class Spy:
+    """What the rl stage computes rather than reads from the memo: per `run_rounds` call (named by its progress
+    label: `rl iteration <i>`, `seal_iter<i>`) the memo (hits, misses), policy SFTs run, sampling calls run."""
+
+    def __init__(self, monkeypatch):
+        self.rounds: dict[str, tuple[int, int]] = {}
+        self.sft = 0
+        self.sampled = 0
+
+        def run_rounds(rounds, kit, spec, fingerprint, memo, desc="inner loop", **kw):
+            hits, misses = memo.hits, memo.misses
+            out = RUN_ROUNDS(rounds, kit, spec, fingerprint, memo, desc, **kw)
+            self.rounds[desc] = (memo.hits - hits, memo.misses - misses)
+            return out
+
+        def sft_policy(*args, **kw):
+            self.sft += 1
+            return SFT_POLICY(*args, **kw)
+
+        def generate_details(*args, **kw):
+            self.sampled += 1
+            return GENERATE(*args, **kw)
+
+        monkeypatch.setattr(knowledge_rl, "run_rounds", run_rounds)
+        monkeypatch.setattr(rest_em, "sft_policy", sft_policy)
+        monkeypatch.setattr(knowledge_self_edits, "generate_details", generate_details)
+
+
+def _outputs(folder: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def _without_memo_counts(summary: dict) -> dict:
+    return {k: _without_memo_counts(v) if isinstance(v, dict) else v for k, v in summary.items()
+            if k not in ("memo_hits", "memo_misses")}
 
 
 @pytest.fixture
@@ -55,23 +99,13 @@ def work(tmp_path, tiny_model_dir, monkeypatch):
 
 def test_seal_cpt_continual_end_to_end(work, tiny_model_dir):
     o = "o"
-    _run_stage("resolve_spec", "--params", "tiny.yaml", "--out", f"{o}/spec")
-    _run_stage("prepare_model", "--spec-dir", f"{o}/spec", "--out", f"{o}/model")
-    _run_stage("prepare_data", "--spec-dir", f"{o}/spec", "--out", f"{o}/data")
-    _run_stage("self_edits", "--spec-dir", f"{o}/spec", "--model", f"{o}/model", "--data", f"{o}/data", "--out", f"{o}/se")
-    for c in ("base", "passage", "base_synthetic", "teacher_synthetic"):
-        _run_stage("adapt_eval", "--spec-dir", f"{o}/spec", "--model", f"{o}/model", "--data", f"{o}/data",
-                   "--self-edits", f"{o}/se", "--condition", c, "--out", f"{o}/cond/{c}")
-    _setup(o)
-    for k in range(1, MAX_RL_ITERATIONS + 1):
-        _rl(o, k)
-        _run_stage("seal_eval", "--spec-dir", f"{o}/spec", "--model", f"{o}/model", "--data", f"{o}/data",
-                   "--policy", f"{o}/rl/iter{k}", "--out", f"{o}/cond/seal_iter{k}")
-    _run_stage("cpt", "--spec-dir", f"{o}/spec", "--model", f"{o}/model", "--data", f"{o}/data", "--self-edits",
-               f"{o}/se", "--conditions", f"{o}/cond", "--out", f"{o}/cpt")
-    _run_stage("continual", "--spec-dir", f"{o}/spec", "--model", f"{o}/model", "--data", f"{o}/data",
-               "--rl", f"{o}/rl", "--out", f"{o}/continual")
-    _run_stage("report", "--spec-dir", f"{o}/spec", "--conditions", f"{o}/cond", "--out", f"{o}/results",
+    _prepare(o)
+    common = ("--spec-dir", f"{o}/spec", "--model", f"{o}/model", "--data", f"{o}/data")
+    _run_stage("knowledge.baselines", *common, "--out", f"{o}/baselines")
+    _run_stage("knowledge.rl", *common, "--out", f"{o}/rl")
+    _run_stage("knowledge.cpt", *common, "--baselines", f"{o}/baselines", "--rl", f"{o}/rl", "--out", f"{o}/cpt")
+    _run_stage("knowledge.continual", *common, "--rl", f"{o}/rl", "--out", f"{o}/continual")
+    _run_stage("knowledge.report", "--spec-dir", f"{o}/spec", "--baselines", f"{o}/baselines", "--out", f"{o}/results",
                "--rl", f"{o}/rl", "--cpt", f"{o}/cpt", "--continual", f"{o}/continual")
 
     m = json.loads(Path(f"{o}/results/metrics.json").read_text())
@@ -90,8 +124,13 @@ def test_seal_cpt_continual_end_to_end(work, tiny_model_dir):
     figs = Path(f"{o}/results/figures")
     assert sorted(f.name for f in figs.iterdir()) == ["continual_forgetting.png", "continual_retention.png",
                                                       "cpt.png", "seal_iterations.png"]
-    assert json.loads(Path(f"{o}/rl/iter3/summary.json").read_text()) == {"iteration": 3, "active": False}
-    assert json.loads(Path(f"{o}/cond/seal_iter3/summary.json").read_text())["skipped"]
+    # the rl stage wrote exactly rl.iterations iterations, each followed by its SEAL condition
+    assert json.loads(Path(f"{o}/rl/summary.json").read_text()) == {"skipped": False, "iterations": 2}
+    assert sorted(p.name for p in Path(f"{o}/rl").iterdir() if p.is_dir()) == ["iter1", "iter2", "seal_iter1",
+                                                                               "seal_iter2"]
+    for k in (1, 2):
+        assert json.loads(Path(f"{o}/rl/iter{k}/summary.json").read_text())["iteration"] == k
+        assert json.loads(Path(f"{o}/rl/seal_iter{k}/summary.json").read_text())["condition"] == f"seal_iter{k}"
     cont = json.loads(Path(f"{o}/continual/summary.json").read_text())
     assert len(cont["matrix"]) == 4 and all(len(r) == 3 for r in cont["matrix"]) and cont["matrix"][1][1] is None
     samples = [json.loads(line) for line in Path(f"{o}/rl/iter1/samples.jsonl").read_text().splitlines()]
@@ -107,46 +146,106 @@ def test_seal_cpt_continual_end_to_end(work, tiny_model_dir):
     assert out.stdout.strip().splitlines()[-1] == "4"
 
 
-def test_raising_rl_iterations_keeps_the_finished_iteration(work, tiny_model_dir):
+def test_raising_rl_iterations_recomputes_only_the_new_iteration(work, tiny_model_dir, monkeypatch):
     o = "o"
     _write_spec(Path("tiny.yaml"), tiny_model_dir, iterations=1)
-    _run_stage("resolve_spec", "--params", "tiny.yaml", "--out", f"{o}/spec")
-    _run_stage("prepare_model", "--spec-dir", f"{o}/spec", "--out", f"{o}/model")
-    _run_stage("prepare_data", "--spec-dir", f"{o}/spec", "--out", f"{o}/data")
-    _setup(o)
-    plan1 = Path(f"{o}/rl/setup/iter1.json").read_bytes()
-    _rl(o, 1)
-    _rl(o, 2)
-    assert json.loads(Path(f"{o}/rl/iter2/summary.json").read_text()) == {"iteration": 2, "active": False}
-    done = {p: p.read_bytes() for p in Path(f"{o}/rl/iter1").rglob("*") if p.is_file()}
+    _prepare(o)
+    first = Spy(monkeypatch)
+    _rl(o)
+    assert set(first.rounds) == {"rl iteration 1", "seal_iter1"} and first.sft == 1
+    assert all(misses > 0 for _, misses in first.rounds.values())
+    assert not Path(f"{o}/rl/iter2").exists() and not Path(f"{o}/rl/seal_iter2").exists()
+    done = {name: _outputs(Path(f"{o}/rl/{name}")) for name in ("iter1", "seal_iter1")}
 
     _write_spec(Path("tiny.yaml"), tiny_model_dir, iterations=2)
-    _setup(o)
-    # What iteration 1 depends on is unchanged (DVC keeps it); iteration 2's plan turned active.
-    assert Path(f"{o}/rl/setup/iter1.json").read_bytes() == plan1
-    assert json.loads(Path(f"{o}/rl/setup/iter2.json").read_text())["active"]
-    _rl(o, 2)
-    assert {p: p.read_bytes() for p in Path(f"{o}/rl/iter1").rglob("*") if p.is_file()} == done
-    second = json.loads(Path(f"{o}/rl/iter2/summary.json").read_text())
-    assert second["active"] and second["memo_misses"] == 2 * 2 + 2  # its own samples, from iteration 1's policy
+    _run_stage("shared.resolve_spec", "--params", "tiny.yaml", "--out", f"{o}/spec")
+    second = Spy(monkeypatch)
+    _rl(o)
+    # Iteration 1 and its SEAL condition: every round, sample and the policy come from the memo.
+    assert second.rounds["rl iteration 1"] == (sum(first.rounds["rl iteration 1"]), 0)
+    assert second.rounds["seal_iter1"] == (sum(first.rounds["seal_iter1"]), 0)
+    # Iteration 2: its own samples (from iteration 1's policy) and rounds, one SFT; then seal_iter2's self-edits.
+    assert second.rounds["rl iteration 2"] == (0, 2 * 2 + 2) and second.sft == 1 and second.sampled == 2
+    assert second.rounds["seal_iter2"][1] > 0
+    # Iteration 1's outputs are unchanged (the summaries only count the memo hits differently).
+    for name, files in done.items():
+        again = _outputs(Path(f"{o}/rl/{name}"))
+        assert again.keys() == files.keys()
+        for f, data in files.items():
+            if f == "summary.json":
+                assert _without_memo_counts(json.loads(again[f])) == _without_memo_counts(json.loads(data))
+            else:
+                assert again[f] == data, f"{name}/{f}"
+    seal1 = json.loads(Path(f"{o}/rl/seal_iter1/summary.json").read_text())
+    assert seal1["memo_misses"] == 0 and seal1["memo_hits"] == seal1["rounds"]  # 0 rounds computed for it
     cfg = json.loads(Path(f"{o}/rl/iter2/policy/adapter_config.json").read_text())
     assert cfg["r"] == 4  # iteration 1's rank-2 LoRA stacked under iteration 2's
 
-    # Re-running an iteration whose inputs are unchanged computes no inner-loop round: all come from the memo.
-    _rl(o, 2)
-    again = json.loads(Path(f"{o}/rl/iter2/summary.json").read_text())
-    assert again["memo_misses"] == 0 and again["memo_hits"] == second["memo_hits"] + second["memo_misses"]
+    # Re-running with unchanged inputs computes nothing: no round, no SFT, no sampling.
+    third = Spy(monkeypatch)
+    _rl(o)
+    assert all(misses == 0 for _, misses in third.rounds.values()) and len(third.rounds) == 4
+    assert third.sft == 0 and third.sampled == 0
 
 
-def test_rl_setup_rejects_training_passages_that_are_evaluation_passages(work):
+class Interrupted(Exception):
+    pass
+
+
+def test_an_interrupted_rl_stage_resumes_where_it_stopped(work, tiny_model_dir, monkeypatch):
+    """The stage dies during iteration 2's policy SFT (after its rounds finished): the re-run computes only that
+    SFT and what follows it; everything before it comes from the memo."""
+    o = "o"
+    _prepare(o)
+    calls = []
+
+    def dies_in_the_second_sft(*args, **kw):
+        calls.append(1)
+        if len(calls) == 2:
+            raise Interrupted
+        return SFT_POLICY(*args, **kw)
+
+    monkeypatch.setattr(rest_em, "sft_policy", dies_in_the_second_sft)
+    with pytest.raises(Interrupted):
+        _rl(o)
+    assert Path(f"{o}/rl/iter1/summary.json").exists() and not Path(f"{o}/rl/iter2/summary.json").exists()
+    assert not Path(f"{o}/rl/seal_iter2").exists()
+
+    spy = Spy(monkeypatch)
+    _rl(o)
+    assert {desc: misses for desc, (_, misses) in spy.rounds.items() if desc != "seal_iter2"} == {
+        "rl iteration 1": 0, "seal_iter1": 0, "rl iteration 2": 0}
+    assert spy.rounds["rl iteration 2"][0] == 2 * 2 + 2  # the interrupted iteration's rounds were kept
+    assert spy.sft == 1 and spy.sampled == 1  # iteration 2's SFT; seal_iter2's self-edits (its samples were kept)
+    assert json.loads(Path(f"{o}/rl/iter2/summary.json").read_text())["iteration"] == 2
+    assert json.loads(Path(f"{o}/rl/summary.json").read_text()) == {"skipped": False, "iterations": 2}
+
+
+def test_prepare_data_rejects_training_passages_that_are_evaluation_passages(work, monkeypatch):
+    """Passages from different files are compared when loaded: a training passage that is also an evaluation
+    passage stops prepare_data before it writes anything."""
+    import dataclasses
+
     from seal_repro.errors import DataError
+    from seal_repro.knowledge import prepare
+    from seal_repro.spec.data import DataSpec
 
-    _run_stage("resolve_spec", "--params", "tiny.yaml", "--out", "o/spec")
-    _run_stage("prepare_data", "--spec-dir", "o/spec", "--out", "o/data")
-    rows = Path("o/data/passages.jsonl").read_text().splitlines()
-    Path("o/data/passages.jsonl").write_text("\n".join(rows + [rows[0].replace("fict-0000", "fict-0003")]) + "\n")
+    load = prepare.load_passages
+
+    def with_a_training_passage(data, seed):
+        passages = load(data, seed=seed)
+        if data.offset == 0:  # the evaluation passages: one is a copy of training passage fict-0003
+            passages = passages + [dataclasses.replace(passages[0], id="fict-0003")]
+        return passages
+
+    monkeypatch.setattr(prepare, "load_passages", with_a_training_passage)
+    _run_stage("shared.resolve_spec", "--params", "tiny.yaml", "--out", "o/spec")
     with pytest.raises(DataError, match="also evaluation passages: fict-0003"):
-        _setup("o")
+        _run_stage("knowledge.prepare_data", "--spec-dir", "o/spec", "--out", "o/data")
+    assert not Path("o/data").exists()
+    evaluation = load(DataSpec(kind="fictional", n_passages=3), seed=3)
+    with pytest.raises(DataError, match="also evaluation passages: fict-0009"):  # the same text under another id
+        prepare.check_disjoint([dataclasses.replace(evaluation[0], id="fict-0009")], evaluation)
 
 
 def test_paired_test_in_report_reports_either_direction():
@@ -165,19 +264,58 @@ def test_paired_test_in_report_reports_either_direction():
     assert "Base model (better, p = 0.0312)" in md and "| Train on passage | -4.2 |" in md
 
 
-def test_dvc_yaml_runs_one_stage_per_iteration():
+def test_dvc_yaml_runs_every_iteration_in_one_rl_stage():
     stages = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]
-    rl_iter, seal_eval = stages["rl_iter"], stages["seal_eval"]
-    assert sorted(int(k) for k in rl_iter["foreach"]) == list(range(1, MAX_RL_ITERATIONS + 1))
-    assert all(v["prev"] == int(k) - 1 for k, v in rl_iter["foreach"].items())
-    assert seal_eval["foreach"] == list(range(1, MAX_RL_ITERATIONS + 1))
-    deps = rl_iter["do"]["deps"]
-    # an iteration depends on its own plan file, never on the whole rl section (which holds the count)
-    assert "build/knowledge/rl/setup/iter${key}.json" in deps and "build/knowledge/spec/rl.yaml" not in deps
-    assert "build/knowledge/rl/iter${item.prev}" in deps
-    for k in range(1, MAX_RL_ITERATIONS + 1):
-        assert f"build/knowledge/conditions/seal_iter{k}" in stages["cpt"]["deps"]
-        assert f"build/knowledge/rl/iter{k}" in stages["continual"]["deps"]
+    assert not [name for name in stages if name.startswith(("rl_iter", "seal_eval", "rl_setup"))]
+    assert not [name for name, st in stages.items() if "foreach" in st or "matrix" in st]
+    rl = stages["rl"]
+    argv = shlex.split(rl["cmd"])
+    assert argv[:3] == ["python", "-m", "seal_repro.stages.knowledge.rl"] and "--iteration" not in argv
+    # the stage reads the whole rl section (the count included) and writes every iteration into one folder
+    assert "build/knowledge/spec/rl.yaml" in rl["deps"] and rl["outs"] == ["build/knowledge/rl"]
+    for name in ("cpt", "continual", "report"):
+        assert "build/knowledge/rl" in stages[name]["deps"], name
+    import seal_repro.spec.rl as spec_rl
+
+    assert not hasattr(spec_rl, "MAX_RL_ITERATIONS")
+
+
+def _dvc_stage(stages: dict, name: str) -> None:
+    """Run dvc.yaml's command for stage `name`, as written there, in this process (from the current folder)."""
+    argv = shlex.split(stages[name]["cmd"])
+    assert argv[:2] == ["python", "-m"] and argv[2].startswith("seal_repro.stages."), argv
+    _run_stage(argv[2].removeprefix("seal_repro.stages."), *argv[3:])
+
+
+def test_six_iterations_need_no_edit_to_dvc_yaml(tmp_path, tiny_model_dir, monkeypatch):
+    """A scratch spec asking for 6 ReST-EM iterations (smallest sizes): dvc.yaml's own commands produce iter1..6 and
+    seal_iter1..6."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("SEAL_REPRO_CACHE", str(tmp_path / "cache"))
+    spec = TINY_SPEC.format(model=tiny_model_dir).replace("n_passages: 3", "n_passages: 1") + (
+        "rl: {train_data: {kind: fictional, offset: 1, n_passages: 1}, iterations: 6, k: 1, repeats: 1,\n"
+        "     sft: {lora: {rank: 1, alpha: 2, target_modules: [q_proj]}, lr: 0.01, epochs: 1, grad_accum: 1}}\n")
+    Path("specs").mkdir()
+    Path("specs/six.yaml").write_text(spec)
+    Path("params.yaml").write_text("knowledge:\n  include: specs/six.yaml\n")
+    stages = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]
+    for name in ("resolve_spec", "prepare_model", "prepare_data", "rl"):
+        _dvc_stage(stages, name)
+
+    rl = Path("build/knowledge/rl")
+    assert json.loads((rl / "summary.json").read_text()) == {"skipped": False, "iterations": 6}
+    assert sorted(p.name for p in rl.iterdir() if p.is_dir()) == sorted(
+        [f"iter{k}" for k in range(1, 7)] + [f"seal_iter{k}" for k in range(1, 7)])
+    trained = 0
+    for k in range(1, 7):
+        summary = json.loads((rl / f"iter{k}" / "summary.json").read_text())
+        assert summary["iteration"] == k and summary["seal"]["iteration"] == k
+        trained += summary["policy_trained"]
+        assert (rl / f"iter{k}" / "policy" / "adapter_config.json").exists()
+        assert (rl / f"seal_iter{k}" / "records.jsonl").read_text().strip()
+        assert json.loads((rl / f"seal_iter{k}" / "summary.json").read_text())["condition"] == f"seal_iter{k}"
+    assert trained >= 1  # a policy was trained at all (rank 1 each, stacked)
+    assert json.loads((rl / "iter6" / "policy" / "adapter_config.json").read_text())["r"] == max(1, trained)
 
 
 def _dvc(repo: Path, *args: str, env: dict) -> subprocess.CompletedProcess:
@@ -202,21 +340,28 @@ def test_dvc_repro_killed_in_the_second_iteration_resumes_there(tmp_path, tiny_m
     dvc = [str(Path(sys.executable).parent / "dvc"), "repro", "report"]
     proc = subprocess.Popen(dvc, cwd=repo, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                             start_new_session=True)
-    second = repo / "build/knowledge/rl/iter2"
+    rl = repo / "build/knowledge/rl"
+    first = rl / "iter1" / "summary.json"  # written once iteration 1 and seal_iter1 are done: iteration 2 starts
     deadline = time.time() + 600
-    while time.time() < deadline and proc.poll() is None and not second.exists():
+    while time.time() < deadline and proc.poll() is None and not first.exists():
         time.sleep(0.05)
     time.sleep(1.0)
     assert proc.poll() is None, "dvc repro finished before the second iteration could be interrupted"
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
-    assert not (second / "summary.json").exists()
-    first = (repo / "build/knowledge/rl/iter1/summary.json").read_bytes()
+    assert not (rl / "iter2" / "summary.json").exists()
+    done = {name: _outputs(rl / name) for name in ("iter1", "seal_iter1")}
 
     out = _dvc(repo, "repro", "report", env=env)
     assert out.returncode == 0, out.stdout + out.stderr
-    assert "Running stage 'rl_iter@1'" not in out.stdout and "Running stage 'rl_iter@2'" in out.stdout
-    assert (repo / "build/knowledge/rl/iter1/summary.json").read_bytes() == first
+    assert "Running stage 'baselines'" not in out.stdout and "Running stage 'rl'" in out.stdout
+    # DVC cleared the rl folder before re-running the stage: iteration 1 came back from the memo, unchanged
+    seal1 = json.loads((rl / "seal_iter1" / "summary.json").read_text())
+    assert seal1["memo_misses"] == 0 and seal1["memo_hits"] == seal1["rounds"]
+    for name, files in done.items():
+        again = _outputs(rl / name)
+        assert {f: b for f, b in again.items() if f != "summary.json"} == \
+            {f: b for f, b in files.items() if f != "summary.json"}, name
     metrics = json.loads((repo / "results/knowledge/metrics.json").read_text())
     assert "seal_iter2.accuracy" in metrics and "rl.iter2.mean_reward" in metrics
 

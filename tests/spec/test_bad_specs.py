@@ -116,6 +116,16 @@ def test_cross_field_problems_are_one_line_each(run_cli):
     ]
 
 
+def test_fewshot_inner_loop_problems_are_one_line_each(run_cli):
+    path = BAD / "fewshot_inner_loop_above_self_edit_max.yaml"
+    code, _, err = run_cli("validate", path)
+    assert code == 2
+    assert err.splitlines() == [
+        f"{path}: inner_loop.lr: 0.05 is above 0.01, the most a self-edit may choose",
+        f"{path}: inner_loop.epochs: 11 is above 10, the most a self-edit may choose",
+    ]
+
+
 def test_error_in_an_included_file_names_that_file(run_cli):
     code, _, err = run_cli("validate", BAD / "include_error_in_included_file.yaml")
     assert code == 2

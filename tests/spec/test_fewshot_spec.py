@@ -44,7 +44,23 @@ conditions: [icl, seal]
 
 def test_unknown_key_rejected():
     with pytest.raises(ValidationError, match="Extra inputs"):
-        spec(inner_loop={"lr": 1e-4})
+        spec(inner_loop={"learning_rate": 1e-4})
+    for old in ("default_lr", "default_epochs", "default_loss_on"):  # renamed lr, epochs, loss_on
+        with pytest.raises(ValidationError, match=f"inner_loop.{old}\n  Extra inputs"):
+            spec(inner_loop={old: 1})
+
+
+def test_inner_loop_is_training_settings_whose_lr_epochs_loss_are_a_self_edits_defaults():
+    from seal_repro.spec.training import TrainingSpec
+
+    il = spec(inner_loop={"lr": 2e-3, "epochs": 4, "loss_on": "all_tokens", "max_grad_norm": 1.0,
+                          "warmup_ratio": 0.1}).inner_loop
+    assert isinstance(il, TrainingSpec) and (il.max_grad_norm, il.warmup_ratio) == (1.0, 0.1)
+    assert (il.lr, il.epochs, il.loss_on) == (2e-3, 4, "all_tokens")
+    d = spec().inner_loop
+    assert (d.lr, d.epochs, d.loss_on, d.max_grad_norm, d.max_seq_len) == (1e-4, 2, "output_tokens", None, 8192)
+    sft = spec().rl.sft  # the policy's SFT: training settings too, its own defaults
+    assert isinstance(sft, TrainingSpec) and (sft.lr, sft.epochs, sft.batch_size, sft.grad_accum) == (5e-5, 8, 5, 1)
 
 
 # (sections that break a rule, message) paired with (the nearest sections that pass)
@@ -96,18 +112,18 @@ RULES = [
     ),
     (
         {"inner_loop": {"batch_size": 8, "max_examples": 4}},
-        r"inner_loop.batch_size \(8\) is larger than inner_loop.max_examples \(4\)",
+        r"batch_size: \(8\) is larger than inner_loop.max_examples \(4\)",
         {"inner_loop": {"batch_size": 4, "max_examples": 4}},
     ),
     (
-        {"inner_loop": {"default_lr": 0.05}},
-        "less than or equal to 0.01",
-        {"inner_loop": {"default_lr": 0.01}},
+        {"inner_loop": {"lr": 0.05}},
+        "lr: 0.05 is above 0.01, the most a self-edit may choose",
+        {"inner_loop": {"lr": 0.01}},
     ),
     (
-        {"inner_loop": {"default_epochs": 11}},
-        "less than or equal to 10",
-        {"inner_loop": {"default_epochs": 10}},
+        {"inner_loop": {"epochs": 11}},
+        "epochs: 11 is above 10, the most a self-edit may choose",
+        {"inner_loop": {"epochs": 10}},
     ),
     (
         {"oracle": {"augmentations": {"basic": True, "size": True, "chain": True}}},

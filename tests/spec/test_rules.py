@@ -154,8 +154,11 @@ RULES = [
       {"template": "{demonstrations} Pick one."}),
     R("FewShotSelfEditSpec", "_greedy", {"sampling": {"temperature": 0}}, r"\(greedy\)",
       {"sampling": {"temperature": 0}, "n_train": 1, "n_eval": 1}),
-    R("FewShotInnerLoopSpec", "_batch", {"batch_size": 5, "max_examples": 4}, "larger than inner_loop.max_examples",
+    R("FewShotInnerLoopSpec", "_rules", {"batch_size": 5, "max_examples": 4}, "larger than inner_loop.max_examples",
       {"batch_size": 4, "max_examples": 4}),
+    # the inner loop's lr and epochs are a self-edit's defaults: within what a self-edit may choose
+    R("FewShotInnerLoopSpec", "_rules", {"lr": 0.02}, r"lr: 0.02 is above 0.01", {"lr": 0.01}),
+    R("FewShotInnerLoopSpec", "_rules", {"epochs": 11}, "epochs: 11 is above 10", {"epochs": 10}),
     R("FewShotEvaluationSpec", "_unique_families", {"vote_families": ["size", "size"]}, "listed twice: size",
       {"vote_families": ["size"]}),
     R("FewShotSpec", "_conditions", {"model": MODEL, "conditions": []}, "at least one condition",

@@ -3,7 +3,8 @@
 `closure(modules)` follows `import` statements statically (anywhere in a file, function bodies included; not those
 under `if TYPE_CHECKING:`, which never run) from the given modules through the `seal_repro` package, adding the
 packages' `__init__.py` files an import executes and the data files a module declares it reads in a module-level
-`CODE_DATA = ("relative/path", ...)` (paths relative to the package root, e.g. an lm-eval task folder).
+`CODE_DATA = ("relative/path", ...)` (paths relative to the package root, e.g. an lm-eval task folder, whose
+Python files' imports are followed too).
 
 Two users: the memo keys every round with `code_fingerprint` of the modules that compute it, so an edit to any of
 them (batching.py, say) makes the memo miss instead of serving a result of code that no longer exists; and a test
@@ -100,8 +101,12 @@ def closure(modules: Iterable[str], root: Path = ROOT) -> list[Path]:
         todo += sorted(found)
         for rel in data:
             target = root / rel
-            files |= {f for f in target.rglob("*") if f.is_file() and "__pycache__" not in f.parts} \
+            found_files = {f for f in target.rglob("*") if f.is_file() and "__pycache__" not in f.parts} \
                 if target.is_dir() else {target}
+            files |= found_files
+            for f in found_files:  # a data folder's Python (an lm-eval task's utils.py) runs too: follow its imports
+                if f.suffix == ".py":
+                    todo += sorted(_imports(PACKAGE + ".__data__", f, root)[0])
     return sorted(files)
 
 

@@ -19,6 +19,7 @@ from typing import Literal, Sequence
 import torch
 
 from seal_repro import batching
+from seal_repro.multilora import SlotBank, pad_rows, routed_lora_forward, slot_losses
 from seal_repro.spec.inner_loop import LoraSpec
 from seal_repro.spec.training import TrainingSpec
 
@@ -140,8 +141,9 @@ class LoraEngine:
         labels = ([-100] * len(p_ids) if cfg.mask_prompt else list(p_ids)) + list(c_ids)
         return ids, labels[: cfg.max_seq_len]
 
-    def _collate(self, batch: list[tuple[list[int], list[int]]], cfg: TrainConfig, packed: bool = False) -> dict:
-        """The step's model inputs (on the device) for one batch, in the packed or the padded layout."""
+    def _collate(self, batch: list[tuple[list[int], list[int]]], cfg: TrainConfig, packed: bool = False,
+                 to_device: bool = True) -> dict:
+        """The step's model inputs for one batch, in the packed or the padded layout (on the device)."""
         tok = self.tokenizer
         if packed:
             enc = batching.collate_packed(batch, tok.pad_token_id)
@@ -149,7 +151,31 @@ class LoraEngine:
             enc = batching.collate_padded(batch, tok.pad_token_id, width=cfg.max_seq_len, loss_on_padding_id=tok.eos_token_id)
         else:
             enc = batching.collate_padded(batch, tok.pad_token_id)
-        return {k: v.to(self.device) for k, v in enc.items()}
+        return {k: v.to(self.device) for k, v in enc.items()} if to_device else enc
+
+    def uses_packing(self, cfg: TrainConfig) -> bool:
+        """Whether training with `cfg` lays batches out packed (else padded rows)."""
+        return cfg.packing and not cfg.pad_to_max_len and cfg.batch_size > 1 and self.packing_supported()
+
+    @staticmethod
+    def step_plan(encoded: Sequence, cfg: TrainConfig, seed: int, packed: bool) -> tuple[list[list[int]], int]:
+        """(every micro-batch of the run, as indices into `encoded`, in order; the optimizer steps it takes). The
+        whole schedule up front: the step count (for the lr schedule) follows from the batches drawn."""
+        gen = torch.Generator().manual_seed(seed)
+        if packed:
+            plan = [batching.random_batches(len(encoded), cfg.batch_size, gen) for _ in range(cfg.epochs)]
+        else:
+            plan = [batching.length_grouped_batches(encoded, cfg.batch_size, gen, bound_padding=not cfg.pad_to_max_len)
+                    for _ in range(cfg.epochs)]
+        micro = [idx for epoch in plan for idx in epoch]
+        total = math.ceil(len(micro) / cfg.grad_accum)
+        return micro, total if cfg.max_steps is None else min(total, cfg.max_steps)
+
+    def fusable_layers(self) -> list:
+        """The adapted layers whose forward `_fused_lora_forward` computes (PEFT's plain LoRA Linear)."""
+        from peft.tuners.lora import Linear as PeftLinear
+
+        return [layer for layer in self._lora_layers if isinstance(layer, PeftLinear)]
 
     def packing_supported(self) -> bool:
         """Whether this model confines attention to each sequence of a packed row (checked once, on two short
@@ -181,17 +207,8 @@ class LoraEngine:
             return stats
         t0 = time.perf_counter()
         encoded = [self._encode(ex, cfg) for ex in examples]
-        gen = torch.Generator().manual_seed(seed)
-        packed = stats.packed = cfg.packing and not cfg.pad_to_max_len and cfg.batch_size > 1 and self.packing_supported()
-        # The whole schedule up front: the step count (for the lr schedule) follows from the batches drawn.
-        if packed:
-            plan = [batching.random_batches(len(encoded), cfg.batch_size, gen) for _ in range(cfg.epochs)]
-        else:
-            plan = [batching.length_grouped_batches(encoded, cfg.batch_size, gen, bound_padding=not cfg.pad_to_max_len)
-                    for _ in range(cfg.epochs)]
-        total = math.ceil(sum(len(epoch) for epoch in plan) / cfg.grad_accum)
-        if cfg.max_steps is not None:
-            total = min(total, cfg.max_steps)
+        packed = stats.packed = self.uses_packing(cfg)
+        plan, total = self.step_plan(encoded, cfg, seed, packed)
         # The fused AdamW kernel: one pass over every adapter tensor instead of a Python loop over the 2 x
         # (layers x target modules) of them (on a CPU the loop cost ~5% of a short round's training time).
         fused = self.device.type in ("cpu", "cuda")
@@ -210,20 +227,19 @@ class LoraEngine:
         micro = 0
         losses: list[torch.Tensor] = []  # read once at the end: a per-step float() would sync the GPU every step
         try:
-            for epoch in plan:
-                for idx in epoch:
-                    batch = [encoded[i] for i in idx]
-                    enc = self._collate(batch, cfg, packed)
-                    out = self.peft_model(**enc, use_cache=False)
-                    (out.loss / cfg.grad_accum).backward()
-                    stats.real_tokens += sum(len(ids) for ids, _ in batch)
-                    stats.slot_tokens += enc["input_ids"].numel()
-                    losses.append(out.loss.detach())
-                    micro += 1
-                    if micro % cfg.grad_accum == 0:
-                        step()
-                        if stats.steps >= total:
-                            return stats
+            for idx in plan:
+                batch = [encoded[i] for i in idx]
+                enc = self._collate(batch, cfg, packed)
+                out = self.peft_model(**enc, use_cache=False)
+                (out.loss / cfg.grad_accum).backward()
+                stats.real_tokens += sum(len(ids) for ids, _ in batch)
+                stats.slot_tokens += enc["input_ids"].numel()
+                losses.append(out.loss.detach())
+                micro += 1
+                if micro % cfg.grad_accum == 0:
+                    step()
+                    if stats.steps >= total:
+                        return stats
             if micro % cfg.grad_accum:
                 step()
             return stats
@@ -232,17 +248,88 @@ class LoraEngine:
             stats.losses = torch.stack(losses).float().cpu().tolist() if losses else []
             stats.seconds = time.perf_counter() - t0
 
+
+    def train_many(self, jobs: Sequence[tuple[Sequence[TrainExample], int]], cfg: TrainConfig
+                   ) -> tuple[SlotBank, list[TrainStats]]:
+        """Train one adapter per (examples, seed) job, all at once (seal_repro/multilora.py): every step is one
+        forward/backward over the rows of every job still training, each row through its own job's adapter, and
+        each adapter follows exactly the steps, schedule and clipping `train` gives it alone. Returns the bank
+        holding the trained adapters and each job's TrainStats (`seconds`: the batch's wall time shared out)."""
+        from transformers import get_scheduler  # heavy: loaded with the first training
+
+        t0 = time.perf_counter()
+        n = len(jobs)
+        bank = SlotBank(self, n)
+        stats = [TrainStats() for _ in range(n)]
+        plans, encoded, opts, scheds, ends = [], [], [], [], []
+        fused = self.device.type in ("cpu", "cuda")
+        packed = self.uses_packing(cfg)
+        for b, (examples, seed) in enumerate(jobs):
+            self.reset(seed)
+            bank.capture(b)
+            enc = [self._encode(ex, cfg) for ex in examples]
+            micro, total = self.step_plan(enc, cfg, seed, packed)
+            encoded.append(enc)
+            plans.append(micro)
+            ends.append(min(len(micro), total * cfg.grad_accum))  # the micro-batches `train` would run
+            opt = torch.optim.AdamW(bank.params(b), lr=cfg.lr, weight_decay=cfg.weight_decay, fused=fused)
+            opts.append(opt)
+            scheds.append(get_scheduler(cfg.lr_schedule, opt, num_warmup_steps=cfg.warmup_for(total),
+                                        num_training_steps=total))
+            stats[b].packed = packed
+        losses: list[list[torch.Tensor]] = [[] for _ in range(n)]
+        self.peft_model.train()
+        try:
+            for m in range(max(ends, default=0)):
+                active = [b for b in range(n) if m < ends[b]]
+                parts, rows = [], []
+                for b in active:
+                    batch = [encoded[b][i] for i in plans[b][m]]
+                    enc = self._collate(batch, cfg, packed, to_device=False)
+                    parts.append(enc)
+                    rows += [b] * enc["input_ids"].shape[0]
+                    stats[b].real_tokens += sum(len(ids) for ids, _ in batch)
+                    stats[b].slot_tokens += enc["input_ids"].numel()
+                width = max(p["input_ids"].shape[1] for p in parts)
+                parts = [pad_rows(p, width, self.tokenizer.pad_token_id) for p in parts]
+                step_in = {k: torch.cat([p[k] for p in parts]).to(self.device) for k in parts[0]}
+                labels = step_in.pop("labels")
+                row_slots = torch.tensor(rows, device=self.device)
+                with bank.routed(row_slots):
+                    logits = self.peft_model(**step_in, use_cache=False).logits
+                loss = slot_losses(logits, labels, row_slots, n)
+                (loss[active].sum() / cfg.grad_accum).backward()
+                for b in active:
+                    losses[b].append(loss[b].detach())
+                    if (m + 1) % cfg.grad_accum == 0 or m + 1 == ends[b]:
+                        if cfg.max_grad_norm is not None:  # each adapter clipped on its own norm, as alone
+                            torch.nn.utils.clip_grad_norm_(bank.params(b), cfg.max_grad_norm)
+                        opts[b].step()
+                        scheds[b].step()
+                        opts[b].zero_grad(set_to_none=True)
+                        stats[b].steps += 1
+            return bank, stats
+        finally:
+            self.peft_model.eval()
+            seconds = time.perf_counter() - t0
+            for b in range(n):
+                stats[b].losses = torch.stack(losses[b]).float().cpu().tolist() if losses[b] else []
+                stats[b].seconds = seconds / max(n, 1)
+
     # -- inference ----------------------------------------------------------------------------
     @torch.inference_mode()
     def generate(
         self, prompts: Sequence[str], *, max_new_tokens: int, temperature: float = 0.0, top_p: float = 1.0,
         batch_size: int = 16, seed: int = 0, stop: Sequence[str] = (), use_adapter: bool = True,
+        bank: SlotBank | None = None, slots: Sequence[int] | None = None, strip_leading: bool = True,
     ) -> list[str]:
-        """Batched, left-padded generation; `stop` strings cut the decoded text and end a batch early."""
+        """Batched, left-padded generation; `stop` strings cut the decoded text and end a batch early; with
+        `bank`/`slots`, prompt i answered by the bank's adapter slots[i] (see generate_details)."""
         return generate(
             self.peft_model if use_adapter else self.base_model, self.tokenizer, prompts,
             max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p, batch_size=batch_size,
-            seed=seed, stop=stop, disable_adapter=None if use_adapter else self.peft_model,
+            seed=seed, stop=stop, disable_adapter=None if use_adapter else self.peft_model, bank=bank, slots=slots,
+            strip_leading=strip_leading,
         )
 
     @torch.no_grad()
@@ -276,6 +363,9 @@ def _fused_lora_forward(self, x: torch.Tensor, *args, **kwargs) -> torch.Tensor:
     sized tensors per layer (and reads them again in the backward); with 7 adapted layers per block on a CPU that
     cost ~5% of a training step. Why by hand: PEFT has no fused path for this. Every other case, and any call
     with arguments we do not know, goes to PEFT's own forward."""
+    route = getattr(self, "_route", None)
+    if route is not None and not (args or kwargs):  # rows routed to their own adapters (seal_repro/multilora.py)
+        return routed_lora_forward(self, x, route)
     names = self.active_adapters
     name = names[0] if len(names) == 1 else None
     if (args or kwargs or self.disable_adapters or self.merged or name not in self.lora_A
@@ -298,12 +388,13 @@ class _StopOnText:
     `stop_strings`: that stops on a leading newline too, which would end an answer before it starts.
     """
 
-    def __init__(self, tokenizer, prompt_len: int, stop: Sequence[str]):
+    def __init__(self, tokenizer, prompt_len: int, stop: Sequence[str], strip_leading: bool = True):
         self.tokenizer, self.prompt_len, self.stop = tokenizer, prompt_len, [s for s in stop if s]
+        self.strip_leading = strip_leading
 
     def __call__(self, input_ids, scores, **kwargs):
         texts = self.tokenizer.batch_decode(input_ids[:, self.prompt_len :], skip_special_tokens=True)
-        done = [_cut_is_final(t.lstrip(), self.stop) for t in texts]
+        done = [_cut_is_final(t.lstrip() if self.strip_leading else t, self.stop) for t in texts]
         return torch.tensor(done, dtype=torch.bool, device=input_ids.device)
 
 
@@ -329,8 +420,10 @@ def _shared_prefix_len(rows: list[list[int]]) -> int:
     return n
 
 
-def _prefix_cache(model, prefix: list[int], batch: int, device):
+def _prefix_cache(model, prefix: list[int], batch: int, device, bank: SlotBank | None = None,
+                  row_slots: Sequence[int] | None = None):
     """Run the shared prompt prefix once and copy its KV cache to every row: (generate's cache kwarg, cache).
+    With `row_slots` (rows answered by different adapters of `bank`), once per distinct adapter.
 
     None when the model's forward cannot take it safely (no position_ids, or a cache that cannot be
     repeated per row); the caller then feeds the whole prompts as before.
@@ -343,11 +436,20 @@ def _prefix_cache(model, prefix: list[int], batch: int, device):
     if "position_ids" not in params or key not in params:
         return None
     extra = {"logits_to_keep": 1} if "logits_to_keep" in params else {}
-    out = model(input_ids=torch.tensor([prefix], device=device), use_cache=True, **extra)
+    if row_slots is None:
+        out = model(input_ids=torch.tensor([prefix], device=device), use_cache=True, **extra)
+        cache = getattr(out, key, None)
+        if cache is None or not hasattr(cache, "batch_repeat_interleave"):
+            return None
+        cache.batch_repeat_interleave(batch)
+        return key, cache
+    distinct = sorted(set(row_slots))
+    with bank.routed(distinct):
+        out = model(input_ids=torch.tensor([prefix] * len(distinct), device=device), use_cache=True, **extra)
     cache = getattr(out, key, None)
-    if cache is None or not hasattr(cache, "batch_repeat_interleave"):
+    if cache is None or not hasattr(cache, "batch_select_indices"):
         return None
-    cache.batch_repeat_interleave(batch)
+    cache.batch_select_indices(torch.tensor([distinct.index(s) for s in row_slots], device=device))
     return key, cache
 
 
@@ -379,9 +481,14 @@ def generate(model, tokenizer, prompts, **kwargs) -> list[str]:
 
 @torch.inference_mode()
 def generate_details(model, tokenizer, prompts, *, max_new_tokens, temperature=0.0, top_p=1.0, batch_size=16, seed=0,
-                     stop=(), disable_adapter=None) -> list[Generation]:
+                     stop=(), disable_adapter=None, bank: SlotBank | None = None, slots: Sequence[int] | None = None,
+                     strip_leading: bool = True) -> list[Generation]:
     """Batched generation (left-padded; a shared prompt prefix prefilled once); sampled batches are seeded
-    `seed + start` by their first prompt's position, so equal inputs give equal outputs."""
+    `seed + start` by their first prompt's position, so equal inputs give equal outputs.
+
+    `bank` and `slots`: prompt i is answered by adapter `slots[i]` of the bank (seal_repro/multilora.py), many
+    adapters in one batch. `strip_leading`: leading whitespace is not an answer, so it is dropped before the stop
+    strings apply (False: the text as generated, as lm-eval's HF model cuts it)."""
     import contextlib
 
     from transformers import StoppingCriteriaList
@@ -397,8 +504,11 @@ def generate_details(model, tokenizer, prompts, *, max_new_tokens, temperature=0
             idx = order[start : start + batch_size]
             kwargs = dict(max_new_tokens=max_new_tokens, pad_token_id=tokenizer.pad_token_id)
             rows = [tokenizer(prompts[i], add_special_tokens=False)["input_ids"] for i in idx]
+            row_slots = None if slots is None else [slots[i] for i in idx]
+            routed = contextlib.nullcontext() if row_slots is None else bank.routed(row_slots)
             shared = _shared_prefix_len(rows) if len(rows) > 1 else 0
-            cached = _prefix_cache(model, rows[0][:shared], len(rows), device) if shared >= MIN_SHARED_PREFIX else None
+            cached = _prefix_cache(model, rows[0][:shared], len(rows), device, bank, row_slots) \
+                if shared >= MIN_SHARED_PREFIX else None
             if cached is not None:
                 # Prompts that start alike (a few-shot answer prompt, k samples of one prompt): prefill the
                 # common part once instead of once per row.
@@ -414,14 +524,16 @@ def generate_details(model, tokenizer, prompts, *, max_new_tokens, temperature=0
             else:
                 kwargs.update(do_sample=False, temperature=None, top_p=None, top_k=None)
             if any(stop):
-                kwargs["stopping_criteria"] = StoppingCriteriaList([_StopOnText(tokenizer, enc["input_ids"].shape[1], stop)])
-            gen = model.generate(**enc, **kwargs)
+                kwargs["stopping_criteria"] = StoppingCriteriaList(
+                    [_StopOnText(tokenizer, enc["input_ids"].shape[1], stop, strip_leading)])
+            with routed:
+                gen = model.generate(**enc, **kwargs)
             new = gen[:, enc["input_ids"].shape[1] :]
             for i, row in zip(idx, new):
                 ids = row.tolist()
                 n = next((k for k, t in enumerate(ids) if t in ends), len(ids))
-                # Leading newlines are not an answer: strip them before applying the stop strings.
-                text = tokenizer.decode(row, skip_special_tokens=True).lstrip()
+                text = tokenizer.decode(row, skip_special_tokens=True)
+                text = text.lstrip() if strip_leading else text
                 stopped = False
                 for s in stop:
                     if s and s in text:

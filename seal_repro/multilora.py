@@ -18,14 +18,12 @@ per-row routing for training. S-LoRA/punica-style kernels do this for serving on
 from __future__ import annotations
 
 import contextlib
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 
-from seal_repro import batching
 
 
 @dataclass
@@ -94,7 +92,7 @@ class SlotBank:
                 layer._route = None
 
 
-def _pad_rows(enc: dict, width: int, pad_id: int) -> dict:
+def pad_rows(enc: dict, width: int, pad_id: int) -> dict:
     """A collated batch's rows widened to `width`: the extra columns are padding that no real token attends to
     (packed rows: a block of its own, positions from 0; padded rows: attention mask 0) and carry no loss."""
     n, w = enc["input_ids"].shape
@@ -110,7 +108,7 @@ def _pad_rows(enc: dict, width: int, pad_id: int) -> dict:
     return out
 
 
-def _slot_losses(logits: torch.Tensor, labels: torch.Tensor, rows: torch.Tensor, n_slots: int) -> torch.Tensor:
+def slot_losses(logits: torch.Tensor, labels: torch.Tensor, rows: torch.Tensor, n_slots: int) -> torch.Tensor:
     """Each slot's mean next-token loss over its own target tokens (the loss a model computes on the slot's
     rows alone): shifted cross-entropy per token, summed per slot, divided by the slot's token count."""
     shift = labels[:, 1:]
@@ -121,72 +119,3 @@ def _slot_losses(logits: torch.Tensor, labels: torch.Tensor, rows: torch.Tensor,
     total = torch.zeros(n_slots, dtype=ce.dtype, device=ce.device).index_add_(0, rows, per_row)
     count = torch.zeros(n_slots, dtype=ce.dtype, device=ce.device).index_add_(0, rows, count_row)
     return total / count.clamp_min(1.0)
-
-
-def train_many(engine, jobs: Sequence[tuple[Sequence, int]], cfg) -> tuple[SlotBank, list]:
-    """Train one adapter per (examples, seed) job, all at once; returns the bank holding every trained adapter
-    and each job's TrainStats (its `seconds`: the batch's wall time shared out evenly)."""
-    from transformers import get_scheduler
-
-    from seal_repro.engine import TrainStats
-
-    t0 = time.perf_counter()
-    n = len(jobs)
-    bank = SlotBank(engine, n)
-    stats = [TrainStats() for _ in range(n)]
-    plans, encoded, opts, scheds, totals, ends = [], [], [], [], [], []
-    fused = engine.device.type in ("cpu", "cuda")
-    packed = engine.uses_packing(cfg)
-    for b, (examples, seed) in enumerate(jobs):
-        engine.reset(seed)
-        bank.capture(b)
-        enc = [engine._encode(ex, cfg) for ex in examples]
-        micro, total = engine.step_plan(enc, cfg, seed, packed)
-        encoded.append(enc)
-        plans.append(micro)
-        totals.append(total)
-        ends.append(min(len(micro), total * cfg.grad_accum))  # the micro-batches this job runs (solo: the same)
-        opt = torch.optim.AdamW(bank.params(b), lr=cfg.lr, weight_decay=cfg.weight_decay, fused=fused)
-        opts.append(opt)
-        scheds.append(get_scheduler(cfg.lr_schedule, opt, num_warmup_steps=cfg.warmup_for(total),
-                                    num_training_steps=total))
-        stats[b].packed = packed
-    losses: list[list[torch.Tensor]] = [[] for _ in range(n)]
-    engine.peft_model.train()
-    try:
-        for m in range(max(ends, default=0)):
-            active = [b for b in range(n) if m < ends[b]]
-            parts, rows = [], []
-            for b in active:
-                batch = [encoded[b][i] for i in plans[b][m]]
-                enc = engine._collate(batch, cfg, packed, to_device=False)
-                parts.append(enc)
-                rows += [b] * enc["input_ids"].shape[0]
-                stats[b].real_tokens += sum(len(ids) for ids, _ in batch)
-                stats[b].slot_tokens += enc["input_ids"].numel()
-            width = max(p["input_ids"].shape[1] for p in parts)
-            parts = [_pad_rows(p, width, engine.tokenizer.pad_token_id) for p in parts]
-            step_in = {k: torch.cat([p[k] for p in parts]).to(engine.device) for k in parts[0]}
-            labels = step_in.pop("labels")
-            row_slots = torch.tensor(rows, device=engine.device)
-            with bank.routed(row_slots):
-                logits = engine.peft_model(**step_in, use_cache=False).logits
-            slot_loss = _slot_losses(logits, labels, row_slots, n)
-            (slot_loss[active].sum() / cfg.grad_accum).backward()
-            for b in active:
-                losses[b].append(slot_loss[b].detach())
-                done = m + 1
-                if done % cfg.grad_accum == 0 or done == ends[b]:
-                    if cfg.max_grad_norm is not None:
-                        torch.nn.utils.clip_grad_norm_(bank.params(b), cfg.max_grad_norm)
-                    opts[b].step()
-                    scheds[b].step()
-                    opts[b].zero_grad(set_to_none=True)
-                    stats[b].steps += 1
-    finally:
-        engine.peft_model.eval()
-        seconds = time.perf_counter() - t0
-        for b in range(n):
-            stats[b].losses = torch.stack(losses[b]).float().cpu().tolist() if losses[b] else []
-            stats[b].seconds = seconds / max(n, 1)
-    return bank, stats

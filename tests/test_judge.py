@@ -158,3 +158,78 @@ def test_ungraded_rate_and_check():
     with pytest.raises(UserError) as err:
         check_ungraded(results, 0.2)
     assert len(err.value.lines) == 1 and "1 of 4" in err.value.lines[0] and "HTTP 500" in err.value.lines[0]
+
+
+# -- the judge's prompts and verdict rule are spec values (the paper spec quotes the reference's) -------------------
+REF_USER = ("You are a grading assistant. Respond ONLY with 'yes' or 'no'.\n\nQuestion: {question}\n"
+            "Gold answer: {gold}\nStudent answer: {pred}\nIs the student answer correct? Respond 'yes' or 'no'.")
+
+
+def test_default_prompts_are_unchanged_and_sent_with_temperature_0(server):
+    from seal_repro.graders.judge import SYSTEM_PROMPT, USER_PROMPT
+
+    server.script = [("ok", chat("yes"))]
+    c, _ = client(server)
+    assert c.spec.system_prompt == SYSTEM_PROMPT and c.spec.user_prompt == USER_PROMPT
+    c.grade_one(ITEM)
+    body = server.requests[0]["body"]
+    assert [m["role"] for m in body["messages"]] == ["system", "user"] and body["temperature"] == 0
+    assert body["messages"][1]["content"] == USER_PROMPT.format(question=ITEM.question, golds="1874",
+                                                                prediction="It opened in 1874.")
+
+
+def test_reference_style_judge_sends_one_user_message_no_temperature(server):
+    server.script = [("ok", chat("Yes, it says 1874."))]
+    spec = JudgeGrader(base_url=server.url, model="m", system_prompt=None, user_prompt=REF_USER, temperature=None,
+                       verdict="yes_without_no")
+    item = GradeItem("In what year did the bridge open?", ("1874", "in 1874"), "  1874 \n")
+    assert JudgeClient(spec).grade_one(item).correct is True
+    body = server.requests[0]["body"]
+    assert "temperature" not in body and [m["role"] for m in body["messages"]] == ["user"]
+    assert body["messages"][0]["content"].endswith(
+        "Question: In what year did the bridge open?\nGold answer: 1874\nStudent answer: 1874\n"
+        "Is the student answer correct? Respond 'yes' or 'no'.")
+
+
+@pytest.mark.parametrize("text, verdict", [("Yes", True), ("yes.", True), ("YES", True), ("no", False),
+                                           ("Yes, no doubt", False), ("Not sure", False), ("", False),
+                                           ("yesterday", False), ("The answer is yes", True)])
+def test_yes_without_no_is_the_references_reading(text, verdict):
+    from seal_repro.graders.judge import parse_yes_without_no
+
+    assert parse_yes_without_no(text) is verdict
+
+
+def test_yes_without_no_never_leaves_an_answer_ungraded(server):
+    server.script = [("ok", chat("Maybe, it depends."))]
+    spec = JudgeGrader(base_url=server.url, model="m", verdict="yes_without_no")
+    assert JudgeClient(spec).grade_one(ITEM).correct is False  # first_word would leave it ungraded
+
+
+def test_empty_answer_wrong_asks_nobody(server):
+    server.script = [("ok", chat("yes"))]
+    empty = GradeItem("q?", ("x",), "  \n")
+    spec = JudgeGrader(base_url=server.url, model="m", empty_answer="wrong")
+    r = JudgeClient(spec).grade_one(empty)
+    assert (r.correct, server.requests) == (False, [])
+    assert JudgeClient(spec.model_copy(update={"empty_answer": "ask"})).grade_one(empty).correct is True
+    assert "(empty)" in server.requests[0]["body"]["messages"][-1]["content"]
+
+
+def test_a_title_placeholder_needs_titled_answers():
+    spec = JudgeGrader(base_url="http://127.0.0.1:9", model="m", user_prompt="Topic: {title}\n" + REF_USER)
+    with pytest.raises(UserError, match=r"shows \{title\}"):
+        JudgeClient(spec).grade([ITEM])  # before any request (nothing listens on port 9)
+
+
+@pytest.mark.parametrize("prompt, message", [
+    ("Q: {question} A: {prediction}", r"\{golds\} or \{gold\}"),
+    ("Q: {question} gold {gold}", r"\{prediction\} or \{pred\}"),
+    ("Q: {question} {gold} {pred} {context}", r"unknown placeholder\(s\) \{context\}"),
+    ("Q: {question {gold} {pred}", "is not a format template"),
+])
+def test_user_prompt_placeholders_are_checked(prompt, message):
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError, match=message):
+        JudgeGrader(base_url="http://x", model="m", user_prompt=prompt)

@@ -61,11 +61,13 @@ def test_scorer_factory_is_picklable_and_uses_the_spec(tiny_model_dir, qfile):
     assert factory == LmEvalQA() and "seal_repro.lmeval.knowledge" in factory.code_modules
     model, tok = load(ModelSpec(source="local", path=str(tiny_model_dir), chat_template=False), tiny_model_dir)
     spec = SimpleNamespace(
-        evaluation=SimpleNamespace(answer_prompt="question : {question} answer :", max_new_tokens=2, batch_size=2),
+        evaluation=SimpleNamespace(answer_prompt="question : {question} answer :", max_new_tokens=2, batch_size=2,
+                                   stop=("\n", "question :")),
         model=SimpleNamespace(chat_template=False))
     scorer = factory(model, tok, str(qfile), spec)
     assert isinstance(scorer, QAScorer) and scorer.chat_template is False
     assert scorer.task_dict[KNOWLEDGE_TASK]._config.generation_kwargs["max_gen_toks"] == 2
+    assert scorer.task_dict[KNOWLEDGE_TASK]._config.generation_kwargs["until"] == ["\n", "question :"]  # evaluation.stop
     assert [r["question_id"] for r in scorer.score(["p0-q1"])] == ["p0-q1"]
 
 
@@ -81,6 +83,7 @@ def test_stock_lm_eval_cli_scores_a_saved_adapter(tiny_model_dir, qfile, tmp_pat
         "--model_args", f"pretrained={tiny_model_dir},peft={tmp_path / 'adapter'}",
         "--include_path", str(TASKS_DIR), "--tasks", KNOWLEDGE_TASK, "--device", "cpu", "--batch_size", "2",
         "--metadata", json.dumps({"data_file": str(qfile), "passage_id": "p0"}), "--output_path", str(out),
+        "--log_samples",
     ]
     env = dict(os.environ, HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1")
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=env, cwd=tmp_path)
@@ -88,3 +91,52 @@ def test_stock_lm_eval_cli_scores_a_saved_adapter(tiny_model_dir, qfile, tmp_pat
     results = json.loads(next(out.rglob("results_*.json")).read_text())
     task = results["results"][KNOWLEDGE_TASK]
     assert "contains,none" in task and results["n-samples"][KNOWLEDGE_TASK]["effective"] == 2  # passage p0 only
+    # The stock `hf` model and the toolkit's in-process scorer (lm-eval's HF model with the engine's batched,
+    # prefix-shared generation: seal_repro/lmeval/engine_lm.py) give the same answers on the same adapter.
+    stock = {}
+    for line in next(out.rglob("samples_*.jsonl")).read_text().splitlines():
+        sample = json.loads(line)
+        stock[sample["doc"]["id"]] = sample["filtered_resps"][0]
+    scorer = QAScorer(engine.base_model, tok, questions_file=qfile, answer_prompt=_task_default_prompt(),
+                      max_new_tokens=32, batch_size=2, chat_template=False)
+    ours = {r["question_id"]: r["prediction"] for r in scorer.score(sorted(stock))}
+    assert ours == stock and any(stock.values())
+
+
+def _task_default_prompt() -> str:
+    from seal_repro.spec.evaluation import DEFAULT_ANSWER_PROMPT
+
+    return DEFAULT_ANSWER_PROMPT
+
+
+def _task(metadata: dict):
+    from lm_eval.tasks import get_task_dict
+
+    from seal_repro.lmeval import task_manager
+
+    return get_task_dict([KNOWLEDGE_TASK], task_manager(KNOWLEDGE_TASK, metadata))[KNOWLEDGE_TASK]
+
+
+def test_stop_strings_come_from_the_metadata_and_default_to_the_yaml(qfile):
+    """`evaluation.stop` reaches the task's `until` through the metadata key `stop` ([] = end-of-text only, the
+    reference's rule); without the key the YAML's newline stop applies."""
+    assert _task({"data_file": str(qfile)})._config.generation_kwargs["until"] == ["\n"]
+    assert _task({"data_file": str(qfile), "stop": []})._config.generation_kwargs["until"] == []
+    assert _task({"data_file": str(qfile), "stop": ["Question:"]})._config.generation_kwargs["until"] == ["Question:"]
+    with pytest.raises(ValueError, match="list of non-empty strings"):
+        _task({"data_file": str(qfile), "stop": "\n"})
+
+
+def test_answer_prompt_shows_the_title_of_the_question_row(tmp_path):
+    """The reference's answer prompt (utils.py:11-15, its question prefixed 'Topic: <title>' as query_server.py:129
+    does): the title comes from the question row, which prepare_data writes."""
+    path = tmp_path / "q.jsonl"
+    path.write_text(json.dumps({**QUESTIONS[0], "title": "Super Bowl 50"}) + "\n")
+    template = "Let's answer a question directly and concisely.\nQuestion: Topic: {title}\n{question}\nAnswer:\n"
+    doc = next(iter(_task({"data_file": str(path), "answer_prompt": template}).test_docs()))
+    assert doc["prompt"] == ("Let's answer a question directly and concisely.\nQuestion: Topic: Super Bowl 50\n"
+                             "when was the town founded ?\nAnswer:\n")
+    untitled = tmp_path / "untitled.jsonl"  # a questions file written without titles
+    untitled.write_text(json.dumps(QUESTIONS[0]) + "\n")
+    with pytest.raises(ValueError, match="has no title"):
+        _task({"data_file": str(untitled), "answer_prompt": "{title}: {question}"})

@@ -28,26 +28,18 @@ from concurrent.futures import ThreadPoolExecutor
 
 from seal_repro.errors import UserError
 from seal_repro.graders.types import GradeItem, GradeResult
-from seal_repro.spec.evaluation import JudgeGrader
+from seal_repro.spec.evaluation import DEFAULT_JUDGE_SYSTEM_PROMPT, DEFAULT_JUDGE_USER_PROMPT, JudgeGrader, format_fields
 
 log = logging.getLogger(__name__)
 
-SYSTEM_PROMPT = (
-    "You are a strict but fair grader of short quiz answers. You compare a model's answer with the "
-    "reference answer(s) and decide whether the model's answer is correct."
-)
-USER_PROMPT = (
-    "Question: {question}\n"
-    "Reference answer(s): {golds}\n"
-    "Model answer: {prediction}\n\n"
-    "Does the model answer give the same fact as a reference answer? Ignore wording, capitalisation and "
-    "extra detail as long as nothing it says contradicts the reference. An answer that hedges between "
-    "several options, or is empty, is not correct.\n"
-    "Reply with one word: yes or no."
-)
+# The default prompts (a spec's `evaluation.grader.system_prompt` / `user_prompt` replace them).
+SYSTEM_PROMPT = DEFAULT_JUDGE_SYSTEM_PROMPT
+USER_PROMPT = DEFAULT_JUDGE_USER_PROMPT
 
 _FIRST_WORD = re.compile(r"^[\W_]*(yes|no|correct|incorrect)\b")
 _ANY_YES_NO = re.compile(r"\b(yes|no)\b")
+_YES = re.compile(r"\byes\b", re.IGNORECASE)
+_NO = re.compile(r"\bno\b", re.IGNORECASE)
 _RETRY_STATUS = {408, 409, 425, 429}
 _DETAIL_CHARS = 200
 
@@ -60,6 +52,15 @@ def parse_verdict(text: str) -> bool | None:
         return m.group(1) in ("yes", "correct")
     found = set(_ANY_YES_NO.findall(t))
     return (found == {"yes"}) if len(found) == 1 else None
+
+
+def parse_yes_without_no(text: str) -> bool:
+    """The reference's reading (`verdict: yes_without_no`): correct iff the reply names "yes" and not "no" as whole
+    words, case-insensitive; anything else (both, neither) is wrong, never ungraded."""
+    return bool(_YES.search(text)) and not _NO.search(text)
+
+
+VERDICTS: dict[str, Callable[[str], bool | None]] = {"first_word": parse_verdict, "yes_without_no": parse_yes_without_no}
 
 
 class _Retryable(Exception):
@@ -115,18 +116,23 @@ class JudgeClient:
         self._sleep = sleep
         self._rng = random.Random(seed)
         self._opener = urllib.request.build_opener()  # reads proxy settings from the environment now
+        self._needs_title = "title" in format_fields(spec.user_prompt)
 
     def scrub(self, text: str) -> str:
         """Remove the API key from any text that may leave this object."""
         return text.replace(self._key, "***") if self._key else text
 
     def grade(self, items: Sequence[GradeItem]) -> list[GradeResult]:
+        for it in items:  # before any request: a prompt that cannot be filled is the spec's problem, not the judge's
+            self._title(it)
         if self._workers == 1 or len(items) <= 1:
             return [self.grade_one(it) for it in items]
         with ThreadPoolExecutor(self._workers) as pool:
             return list(pool.map(self.grade_one, items))
 
     def grade_one(self, item: GradeItem) -> GradeResult:
+        if self.spec.empty_answer == "wrong" and not item.prediction.strip():
+            return GradeResult(False, 0.0, "empty answer: wrong without asking the judge (empty_answer: wrong)")
         attempts = self.spec.max_retries + 1
         reason = ""
         for attempt in range(attempts):
@@ -152,15 +158,28 @@ class JudgeClient:
             delay = max(delay, min(retry_after, self._backoff_max_s))
         return delay
 
-    def _ask(self, item: GradeItem) -> tuple[bool, str]:
-        prompt = USER_PROMPT.format(
-            question=item.question, golds=" | ".join(item.golds), prediction=item.prediction.strip() or "(empty)"
+    def _title(self, item: GradeItem) -> str:
+        title = getattr(item, "title", None)
+        if self._needs_title and not isinstance(title, str):
+            raise UserError("evaluation.grader.user_prompt shows {title}, but the answers to grade carry no passage "
+                            f"title (question {item.question!r})")
+        return title or ""
+
+    def prompt(self, item: GradeItem) -> str:
+        """The user message for one answer (the spec's `user_prompt`, filled in)."""
+        prediction = item.prediction.strip() or "(empty)"
+        return self.spec.user_prompt.format(
+            question=item.question, title=self._title(item), golds=" | ".join(item.golds),
+            gold=item.golds[0] if item.golds else "", prediction=prediction, pred=prediction,
         )
-        body = {
-            "model": self.spec.model,
-            "messages": [{"role": "system", "content": SYSTEM_PROMPT}, {"role": "user", "content": prompt}],
-            "temperature": 0,
-        }
+
+    def _ask(self, item: GradeItem) -> tuple[bool, str]:
+        messages = [{"role": "user", "content": self.prompt(item)}]
+        if self.spec.system_prompt is not None:
+            messages.insert(0, {"role": "system", "content": self.spec.system_prompt})
+        body = {"model": self.spec.model, "messages": messages}
+        if self.spec.temperature is not None:
+            body["temperature"] = self.spec.temperature
         headers = {"Content-Type": "application/json"}
         if self._key:
             headers["Authorization"] = f"Bearer {self._key}"
@@ -181,7 +200,7 @@ class JudgeClient:
         except (urllib.error.URLError, http.client.HTTPException, socket.timeout, TimeoutError, ConnectionError) as err:
             raise _Retryable(f"{type(err).__name__}: {getattr(err, 'reason', err)}") from None
         content = _reply_text(self.scrub(raw.decode("utf-8", "replace")))
-        verdict = parse_verdict(content)
+        verdict = VERDICTS[self.spec.verdict](content)
         if verdict is None:
             raise _Final(f"unparseable verdict {content[:_DETAIL_CHARS]!r}")
         return verdict, content.strip()[:_DETAIL_CHARS]

@@ -179,6 +179,44 @@ def compute_round(kit: Kit, job: Job) -> dict:
     }
 
 
+def compute_rounds(kit: Kit, jobs: list[Job]) -> list[dict]:
+    """A group of rounds trained together (LoraEngine.train_many: one forward/backward per step over all their
+    rows, each through its own adapter) and answered in one batched generation; each round's result equals its
+    `compute_round` result up to float rounding. The rounds share the group's peak memory."""
+    if len(jobs) == 1 or not all(j.round.sequences for j in jobs) or not hasattr(kit.scorer, "score_slots"):
+        return [compute_round(kit, j) for j in jobs]
+    spec, engine = jobs[0].spec, kit.engine
+    cfg = train_config(spec.inner_loop, mask_prompt=spec.inner_loop.mask_prompt)
+    seeds = [j.round.seed(spec.seed) for j in jobs]
+    with PeakMemory(engine.device) as peak:
+        bank, stats = engine.train_many([([TrainExample(s) for s in j.round.sequences], seed)
+                                         for j, seed in zip(jobs, seeds)], cfg)
+        for b, job in enumerate(jobs):
+            bank.load(b)  # the engine's adapter is slot b: probe it, save it, as compute_round does
+            if not engine.logits_differ_from_base():
+                raise AdapterNotApplied(
+                    f"adapter for passage {job.round.passage.id} ({job.round.condition}) left the model's logits "
+                    "unchanged: training had no effect (check inner_loop.lr / inner_loop.lora.target_modules)")
+            if job.adapter_dir is not None:
+                engine.save_adapter(job.adapter_dir)
+        answers = kit.scorer.score_slots(bank, [[q.id for q in j.round.passage.questions] for j in jobs])
+    return [{
+        "memory": peak.as_dict(), "seed": seed,
+        "train": {"steps": st.steps, "real_tokens": st.real_tokens, "seconds": round(st.seconds, 3),
+                  "final_loss": st.final_loss},
+        "answers": ans,
+    } for seed, st, ans in zip(seeds, stats, answers)]
+
+
+def _groups(keys: Sequence[str], size: int) -> list[list[int]]:
+    """The rounds (first index of each distinct key, in order) cut into groups of `size`. Fixed by the whole
+    list, not by what the memo lacks, so a resumed run trains every round in the group it had (a round's float
+    rounding depends on its group)."""
+    seen: set[str] = set()
+    firsts = [i for i, k in enumerate(keys) if not (k in seen or seen.add(k))]
+    return [firsts[i: i + size] for i in range(0, len(firsts), size)]
+
+
 def run_rounds(rounds: Sequence[Round], kit: Kit | None, spec: ExperimentSpec, model_fingerprint: str, memo: Memo,
                desc: str = "inner loop", executor=None, first_adapter_dir: Path | None = None,
                code: str | None = None) -> list[dict]:
@@ -189,15 +227,31 @@ def run_rounds(rounds: Sequence[Round], kit: Kit | None, spec: ExperimentSpec, m
     when this call trains it in this process (`save_first_adapter` covers the other cases). `kit` may be None
     when every round goes to Ray workers (which build their own); `code` is then the recipe's.
     """
+    local = executor is None or executor.kind == "local"  # a Ray worker may sit on another node's disk
+    size = spec.executor.rounds_per_batch
+
+    def job(i: int) -> Job:
+        return Job(rounds[i], spec, str(first_adapter_dir) if (i == 0 and local and first_adapter_dir) else None)
+
     def compute(todo: list[int]):
-        local = executor is None or executor.kind == "local"  # a Ray worker may sit on another node's disk
-        jobs = [Job(rounds[i], spec, str(first_adapter_dir) if (i == 0 and local and first_adapter_dir) else None)
-                for i in todo]
-        return in_process(jobs, kit) if executor is None else executor.run(compute_round, jobs, kit,
-                                                                             describe=Job.describe)
+        if size == 1:
+            jobs = [job(i) for i in todo]
+            yield from in_process(jobs, kit) if executor is None else executor.run(compute_round, jobs, kit,
+                                                                                     describe=Job.describe)
+            return
+        at = {i: j for j, i in enumerate(todo)}
+        groups = [g for g in _groups(keys, size) if any(i in at for i in g)]
+        items = [[job(i) for i in g] for g in groups]
+        done = ((k, compute_rounds(kit, jobs)) for k, jobs in enumerate(items)) if executor is None else \
+            executor.run(compute_rounds, items, kit, describe=lambda jobs: jobs[0].describe() + f" (+{len(jobs) - 1})")
+        for k, results in done:
+            for i, result in zip(groups[k], results):
+                if i in at:
+                    yield at[i], result
 
     code = code or kit.code
-    results = memoized(memo, [round_key(rnd, spec, model_fingerprint, code) for rnd in rounds], compute, desc)
+    keys = [round_key(rnd, spec, model_fingerprint, code) for rnd in rounds]
+    results = memoized(memo, keys, compute, desc)
     return [{
         "condition": rnd.condition, "passage_id": rnd.passage.id, "self_edit_index": rnd.self_edit_index,
         "repeat": rnd.repeat, "self_edit": rnd.self_edit, "n_sequences": len(rnd.sequences), **result,

@@ -28,13 +28,15 @@ def check_disjoint(train: Sequence[Passage], evaluation: Sequence[Passage]) -> N
 def _write(out: Path, prefix: str, passages: Sequence[Passage]) -> None:
     write_jsonl(out / f"{prefix}passages.jsonl", [p.to_dict() for p in passages])
     write_jsonl(out / f"{prefix}questions.jsonl", [
-        {"id": q.id, "passage_id": p.id, "question": q.question, "answer": q.answer, "golds": list(q.golds)}
+        {"id": q.id, "passage_id": p.id, "title": p.title, "question": q.question, "answer": q.answer,
+         "golds": list(q.golds)}
         for p in passages for q in p.questions
     ])
 
 
 def write_data(spec, out: Path) -> tuple[list[Passage], list[Passage]]:
-    """passages.jsonl + questions.jsonl (evaluation) and rl_passages.jsonl + rl_questions.jsonl (ReST-EM training,
+    """passages.jsonl + questions.jsonl (evaluation; a question row carries its passage's title, which an answer
+    prompt may show: `evaluation.answer_prompt`'s {title}) and rl_passages.jsonl + rl_questions.jsonl (ReST-EM training,
     empty without an rl section) in `out`; returns (evaluation, training) passages."""
     evaluation = load_passages(spec.data, seed=spec.seed)
     train = load_passages(spec.rl.train_data, seed=spec.seed) if spec.rl is not None else []

@@ -1,12 +1,54 @@
 """How an adapted model is scored: the no-context answer prompt, generation, the grader."""
 
+import string
 from typing import Annotated, Literal, Union
 
-from pydantic import Field, PositiveInt, field_validator
+from pydantic import Field, PositiveInt, StringConstraints, field_validator
 
 from seal_repro.spec.base import SpecPathOrName, Strict
 
 DEFAULT_ANSWER_PROMPT = "Answer the question with a short phrase.\nQuestion: {question}\nAnswer:"
+ANSWER_PROMPT_FIELDS = ("question", "title")  # what the lm-eval task fills in (lmeval_tasks/seal_knowledge/utils.py)
+
+# The judge's default prompts (our wording); a spec may replace both (`evaluation.grader.system_prompt/user_prompt`).
+DEFAULT_JUDGE_SYSTEM_PROMPT = (
+    "You are a strict but fair grader of short quiz answers. You compare a model's answer with the "
+    "reference answer(s) and decide whether the model's answer is correct."
+)
+DEFAULT_JUDGE_USER_PROMPT = (
+    "Question: {question}\n"
+    "Reference answer(s): {golds}\n"
+    "Model answer: {prediction}\n\n"
+    "Does the model answer give the same fact as a reference answer? Ignore wording, capitalisation and "
+    "extra detail as long as nothing it says contradicts the reference. An answer that hedges between "
+    "several options, or is empty, is not correct.\n"
+    "Reply with one word: yes or no."
+)
+# What the judge fills into its user prompt: the question, the passage title (when the answer carries one), every gold
+# answer joined by " | ", the first gold answer alone, and the model's answer (stripped; `pred` is the same value
+# under the reference's name).
+JUDGE_PROMPT_FIELDS = ("question", "title", "golds", "gold", "prediction", "pred")
+
+
+def format_fields(template: str) -> set[str]:
+    """The `{name}` placeholders of a str.format template (ValueError when it is not one)."""
+    return {name for _, name, _, _ in string.Formatter().parse(template) if name is not None}
+
+
+def _check_template(template: str, allowed: tuple[str, ...], required: tuple[str, ...]) -> str:
+    try:
+        names = format_fields(template)
+    except ValueError as err:
+        raise ValueError(f"is not a format template ({err}); write a literal brace as {{{{ or }}}}") from None
+    for group in required:
+        options = group.split("|")
+        if not names & set(options):
+            raise ValueError("must contain the placeholder " + " or ".join("{" + o + "}" for o in options))
+    unknown = sorted(n for n in names if n not in allowed)
+    if unknown:
+        raise ValueError(f"unknown placeholder(s) {', '.join('{' + n + '}' for n in unknown)}; "
+                         f"known: {', '.join('{' + n + '}' for n in allowed)}")
+    return template
 
 
 class ContainsGrader(Strict):
@@ -50,6 +92,30 @@ class JudgeGrader(Strict):
     timeout_s: float = Field(60.0, gt=0)
     max_retries: int = Field(5, ge=0, le=20)
     max_ungraded_rate: float = Field(0.05, ge=0.0, le=1.0, description="fail the stage above this share of ungraded answers")
+    system_prompt: Annotated[str, StringConstraints(min_length=1, max_length=20_000)] | None = Field(
+        DEFAULT_JUDGE_SYSTEM_PROMPT, description="the system message; null: none, only the user message (the reference)")
+    user_prompt: Annotated[str, StringConstraints(min_length=1, max_length=20_000)] = Field(
+        DEFAULT_JUDGE_USER_PROMPT,
+        description="the user message, a format template: {question}, {prediction} (or {pred}) and {golds} (or "
+        "{gold}, the first gold answer) are required, {title} (the passage title) optional",
+    )
+    verdict: Literal["first_word", "yes_without_no"] = Field(
+        "first_word",
+        description="reading the reply: first_word: yes/no (or correct/incorrect) leading it, else the only one of "
+        "yes/no it names, else ungraded; yes_without_no: correct iff it names 'yes' and not 'no' as whole words, "
+        "case-insensitive, anything else wrong (the reference's parse_yes_no)",
+    )
+    temperature: float | None = Field(
+        0.0, ge=0.0, le=2.0, description="sampling temperature sent to the judge; null: none sent (the API's default, "
+        "as the reference)")
+    empty_answer: Literal["ask", "wrong"] = Field(
+        "ask", description="an empty (whitespace-only) answer: ask: sent to the judge as '(empty)'; wrong: graded wrong "
+        "without asking (the reference)")
+
+    @field_validator("user_prompt")
+    @classmethod
+    def _user_placeholders(cls, v: str) -> str:
+        return _check_template(v, JUDGE_PROMPT_FIELDS, ("question", "prediction|pred", "golds|gold"))
 
 
 Grader = Annotated[
@@ -58,8 +124,16 @@ Grader = Annotated[
 
 
 class EvaluationSpec(Strict):
-    answer_prompt: str = Field(DEFAULT_ANSWER_PROMPT, description="no-context QA prompt; must contain {question}")
-    max_new_tokens: PositiveInt = 32
+    answer_prompt: str = Field(
+        DEFAULT_ANSWER_PROMPT,
+        description="no-context QA prompt, a format template: must contain {question}, may contain {title} (the "
+        "passage title)")
+    max_new_tokens: PositiveInt = Field(32, le=8192, description="answer length cap in tokens (greedy decoding)")
+    stop: tuple[Annotated[str, StringConstraints(min_length=1, max_length=64)], ...] = Field(
+        ("\n",), max_length=16,
+        description="strings that end an answer (the answer is cut before the first); []: only the end-of-text "
+        "token ends it (the reference). The lm-eval task's `until`",
+    )
     repeats: PositiveInt = Field(1, description="inner-loop repeats per (passage, self-edit), each with its own seed")
     grader: Grader = ContainsGrader()
     aggregation: Literal["macro", "micro"] = Field(
@@ -71,6 +145,4 @@ class EvaluationSpec(Strict):
     @field_validator("answer_prompt")
     @classmethod
     def _has_question(cls, v: str) -> str:
-        if "{question}" not in v:
-            raise ValueError("must contain the placeholder {question}")
-        return v
+        return _check_template(v, ANSWER_PROMPT_FIELDS, ("question",))

@@ -17,6 +17,7 @@ _ADDRESS = re.compile(r"^(ray://)?[A-Za-z0-9_.\-\[\]:]+:\d{1,5}$")
 
 
 MAX_AUTO_WORKERS = 4  # `workers: auto` on a big CPU: more copies than this buy little and each holds activations
+ROUNDS_PER_BATCH = 1  # chosen by `seal-repro bench inner-loop` (docs/BENCHMARKS.md)
 
 
 class LocalExecutor(Strict):
@@ -30,6 +31,11 @@ class LocalExecutor(Strict):
     )
     threads_per_worker: PositiveInt | None = Field(
         None, description="torch threads inside each copy; None: the stage's threads shared out among the copies",
+    )
+    rounds_per_batch: int = Field(
+        ROUNDS_PER_BATCH, ge=1, le=64,
+        description="inner-loop rounds trained together in one forward/backward (each through its own LoRA) and "
+        "answered in one batched generation; changes no result beyond float rounding (seal_repro/multilora.py)",
     )
 
     @field_validator("workers", mode="before")
@@ -63,6 +69,11 @@ class RayExecutor(Strict):
         "(`ray start`); 'host:port' or 'ray://host:port': connect to that head node",
     )
     max_retries: int = Field(2, ge=0, le=100, description="times a dead worker is restarted and its round retried")
+    rounds_per_batch: int = Field(
+        ROUNDS_PER_BATCH, ge=1, le=64,
+        description="inner-loop rounds trained together in one forward/backward (each through its own LoRA) and "
+        "answered in one batched generation; changes no result beyond float rounding (seal_repro/multilora.py)",
+    )
 
     @field_validator("num_gpus_per_worker")
     @classmethod

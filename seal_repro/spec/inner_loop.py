@@ -12,7 +12,10 @@ class LoraSpec(Strict):
     rank: PositiveInt = 32
     alpha: float = Field(64.0, gt=0, description="scaling numerator; the paper's knowledge runs use 2*rank")
     dropout: float = Field(0.0, ge=0.0, lt=1.0)
-    target_modules: tuple[str, ...] = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+    target_modules: tuple[str, ...] = Field(
+        ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"),
+        description="the linear layers adapted (module names); the reference's inner loop names none, so PEFT's "
+        "per-architecture default applies (Qwen2, Llama: q_proj, v_proj)")
 
     @model_validator(mode="after")
     def _targets(self):
@@ -35,6 +38,18 @@ class InnerLoopSpec(TrainingSpec):
     split: Literal["none", "lines", "segments"] = Field(
         "lines", description="how a self-edit becomes training sequences: whole, one per line, or per '---' segment"
     )
+    split_rules: Literal["seal_repro", "reference"] = Field(
+        "seal_repro",
+        description="the details of `split` (seal_repro/knowledge/sequences.py). seal_repro: lines drops a "
+        "':'-ended preamble before a numbered list and keeps 'Question N:' blocks (at a line start) together; "
+        "segments cuts at lines of dashes. reference: the reference's build_train_sequences — lines cuts at every "
+        "'---', then one sequence per non-empty stripped line, the first dropped when the second starts with '1.', "
+        "or one per 'Question N:' block when the text has 'Question N:' and 'Answer:' (split_newlines: true); "
+        "segments cuts at every '---' only (split_newlines: false), and an empty self-edit then gives a title-only "
+        "sequence; none keeps the whole text (no reference counterpart)",
+    )
     append_passage: bool = Field(True, description="also train on the passage itself (the paper does)")
-    prefix_title: bool = Field(False, description="prefix every training sequence with the passage title")
+    prefix_title: bool = Field(
+        False, description="prefix every training sequence with the passage title and a newline ('{title}\\n', the "
+        "reference's TRAINING_SEQUENCE_TEMPLATE)")
     mask_prompt: bool = Field(False, description="for (prompt, completion) sequences, no loss on the prompt tokens")

@@ -18,10 +18,13 @@ from seal_repro.spec.training import TrainingSpec, default
 
 
 class PolicySFTSpec(TrainingSpec):
-    """Fine-tuning the policy on the kept self-edits (paper/reference: LoRA r64/alpha128, lr 3e-4, 2 epochs,
-    batch 1 with 5 accumulation steps). Iteration 1 trains a LoRA on the base model; iteration i >= 2 first merges
-    the previous policy into the base weights and trains a fresh LoRA on top (as the reference's train_SFT.sh).
-    The loss is on the self-edit only, never on its prompt."""
+    """Fine-tuning the policy on the kept self-edits (paper/reference: LoRA r64/alpha128 on all 7 projections, lr 3e-4,
+    2 epochs, 10 examples per optimizer step — train_SFT.sh runs 2 processes of batch 1 with 5 accumulation steps,
+    which one process matches with batch_size 2, grad_accum 5 — no gradient clipping under its DeepSpeed config, and
+    sequences as long as the longest example). Iteration 1 trains a LoRA on the base model; iteration i >= 2 first
+    merges the previous policy into the base weights and trains a fresh LoRA on top (as the reference's
+    train_SFT.sh). The loss is on the self-edit only, never on its prompt. The defaults here are the embedded
+    default's; specs/knowledge/paper-qwen2.5-7b-rl.yaml sets the reference's values."""
 
     lora: LoraSpec = LoraSpec(rank=64, alpha=128.0)
     lr: float = default("lr", 3e-4)

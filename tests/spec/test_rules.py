@@ -84,6 +84,12 @@ RULES = [
     R("LoraSpec", "_targets", {"alpha": 8}, "alpha.*is set \\(8\\) but rank is not", {"alpha": 8, "rank": 4}),
     R("EvaluationSpec", "_has_question", {"answer_prompt": "A:"}, r"placeholder \{question\}",
       {"answer_prompt": "Q: {question} A:"}),
+    # the answer prompt may show the passage title ({title}, the reference's "Topic:" line), nothing else
+    R("EvaluationSpec", "_has_question", {"answer_prompt": "{passage}\nQ: {question} A:"},
+      r"unknown placeholder\(s\) \{passage\}", {"answer_prompt": "Topic: {title}\nQ: {question} A:"}),
+    R("JudgeGrader", "_user_placeholders", {"base_url": "http://j", "model": "m", "user_prompt": "{question} {pred}"},
+      r"placeholder \{golds\} or \{gold\}",
+      {"base_url": "http://j", "model": "m", "user_prompt": "{question} {gold} {pred}"}),
     R("RLSpec", "_keep_rules", {"train_data": EVAL8, "keep": "top_m"}, "top_m is not set",
       {"train_data": EVAL8, "keep": "top_m", "top_m": 2}),
     R("RLSpec", "_keep_rules", {"train_data": EVAL8, "keep": "top_m", "top_m": 6}, r"larger than rl.k \(5\)",

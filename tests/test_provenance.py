@@ -34,6 +34,8 @@ def assert_provenance(prov: dict, spec) -> None:
     assert prov["spec"] == spec.model_dump(mode="json")  # the resolved spec, defaults filled in
     assert prov["spec_hash"] == spec_hash(spec) and re.fullmatch(r"[0-9a-f]{64}", prov["spec_hash"])
     assert prov["packages"]["seal-repro"] and prov["packages"]["torch"] and prov["packages"]["pydantic"]
+    assert re.fullmatch(r"[0-9a-f]{64}", prov["lock"]["files"]["requirements/lock.txt"] or "")  # installed from
+    assert prov["lock"]["torch"]["version"] == prov["packages"]["torch"]  # the build TORCH_SPEC chose
     assert re.fullmatch(r"[0-9a-f]{40}", prov["git"]["commit"] or ""), prov["git"]  # this checkout's commit
     assert isinstance(prov["git"]["dirty"], bool)
     assert prov["seed"] == spec.seed and prov["seeds"]["seed"] == spec.seed
@@ -52,6 +54,20 @@ def test_collect_holds_every_key_for_both_domains(name, monkeypatch):
     assert spec.protocol and prov["protocol"] == spec.protocol  # every shipped spec says what it reproduces
     if spec.domain == "knowledge" and spec.cpt is not None:
         assert prov["protocol_versions"]["cpt"] == "paper v1 (LoRA)"
+
+
+def test_lock_hash_is_the_committed_lock_files_sha256(tmp_path):
+    import hashlib
+
+    state = provenance.lock_state()
+    for rel in ("requirements/lock.txt", "requirements/no-deps.txt"):
+        assert state["files"][rel] == hashlib.sha256((REPO / rel).read_bytes()).hexdigest()
+    assert set(state["torch"]) == {"version", "cuda", "hip", "git"}
+    (tmp_path / "requirements").mkdir()
+    (tmp_path / "requirements" / "lock.txt").write_bytes(b"x==1\n")
+    other = provenance.lock_state(tmp_path)  # an edited lock gets another hash; a missing file records None
+    assert other["files"] == {"requirements/lock.txt": hashlib.sha256(b"x==1\n").hexdigest(),
+                              "requirements/no-deps.txt": None}
 
 
 def test_git_commit_is_found_from_outside_the_checkout(tmp_path, monkeypatch):

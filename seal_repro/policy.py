@@ -17,7 +17,9 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from seal_repro import models
+from seal_repro.errors import UserError
 from seal_repro.memo import fingerprint_model_dir, key_of
+from seal_repro.spec.loader import PICKLE_SUFFIXES
 
 ADAPTER_WEIGHTS = "adapter_model.safetensors"
 ADAPTER_CONFIG = "adapter_config.json"
@@ -77,8 +79,20 @@ def stack_adapters(prev: Path | None, new: Path, out: Path) -> None:
             shutil.copy(extra, out / extra.name)
 
 
+def require_safetensors_adapter(policy_dir: Path) -> None:
+    """Refuse (one-line UserError) an adapter folder without adapter_model.safetensors: PEFT would otherwise fall back
+    to unpickling adapter_model.bin, which can run code."""
+    if not (Path(policy_dir) / ADAPTER_WEIGHTS).is_file():
+        pickled = sorted(p.name for p in Path(policy_dir).glob("*") if p.name.endswith(PICKLE_SUFFIXES))
+        why = f"holds only pickle weights ({', '.join(pickled)}), which are never loaded" if pickled else "is missing"
+        raise UserError(f"policy: {Path(policy_dir) / ADAPTER_WEIGHTS} {why}; adapters are read from safetensors only")
+
+
 def load_policy(spec, model_dir: Path, policy_dir: Path | None):
-    """(model, tokenizer): the base model with the policy adapter merged into its weights (None: the base)."""
+    """(model, tokenizer): the base model with the policy adapter merged into its weights (None: the base).
+    Both are read from safetensors only (models.load, require_safetensors_adapter)."""
+    if policy_dir is not None:
+        require_safetensors_adapter(policy_dir)  # before the base model loads: a refusal costs nothing
     model, tok = models.load(spec.model, Path(model_dir))
     if policy_dir is not None:
         from peft import PeftModel  # heavy: imported when a policy is loaded

@@ -17,7 +17,7 @@ CPU, instead of Qwen2.5-7B bf16 on a GPU); the padding length (every sequence is
 2048, which keeps the loss on EOS padding but shrinks its share of the loss); the grader (the offline `contains`
 grader, since GPT-4.1 needs an API key).
 
-Run from the repository root:  python docs/examples/reference_round.py [--model-dir build/models/knowledge]
+Run from the repository root:  python docs/examples/reference_round.py [--model-dir FOLDER]
 (output of a run: docs/examples/reference_round.txt)
 """
 
@@ -55,8 +55,8 @@ def cpu_spec(paper, data_file: Path, model_dir: Path):
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model-dir", default="/work/baseline/build/models/knowledge",
-                        help="the prepared embedded model folder (stage prepare_model's output)")
+    parser.add_argument("--model-dir", default=str(REPO / "build" / "models" / "knowledge"),
+                        help="the prepared embedded model folder (stage prepare_model's output; read only)")
     args = parser.parse_args()
     if not RELEASED.is_file():
         print(f"{RELEASED} is not here (the released SEAL files live beside the repository)", file=sys.stderr)

@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 from seal_repro.errors import UserError
-from seal_repro.spec.loader import load_spec, spec_hash
+from seal_repro.spec.loader import load_spec, one_line, spec_hash
 
 SPEC_SUFFIXES = (".yaml", ".yml")
 
@@ -17,9 +17,10 @@ def register(subparsers) -> None:
         "validate",
         help="check spec files; exit 2 if any is invalid",
         description=(
-            "Load and validate spec files (includes merged, every field checked). Prints `ok  PATH  (hash ...)` "
-            "for each good file on stdout and one `FILE: key.path: message` line per problem on stderr. "
-            "Exit code 0 when all are valid, 2 otherwise."
+            "Load and validate spec files (includes merged, every field checked, every path the spec names checked "
+            "to exist and to be what its key reads). Prints `ok  PATH  (hash ...)` for each good file on stdout and "
+            "one `FILE: key.path: message` line per problem on stderr; a problem in an included file names that "
+            "file and the spec that included it. Exit code 0 when all are valid, 2 otherwise."
         ),
     )
     parser.add_argument(
@@ -27,9 +28,11 @@ def register(subparsers) -> None:
         help="spec files, or folders searched recursively for *.yaml / *.yml (default: specs)",
     )
     parser.add_argument(
-        "--check-paths", action="store_true",
-        help="also require the files and folders a spec names (every path key: model.path, data.path, "
-             "data.teacher_path, rl.train_data.path, tasks.*.ids_file, ...) to exist now",
+        "--check-paths", action=argparse.BooleanOptionalAction, default=True,
+        help="require the files and folders a spec names (every path key: model.path, data.path, "
+             "data.teacher_path, rl.train_data.path, tasks.*.ids_file, the semantic grader's model, ...) to exist "
+             "now and to be what the key reads (a local model: config.json and safetensors weights); on by default, "
+             "--no-check-paths to check a spec written for another machine",
     )
     parser.add_argument(
         "--section", metavar="KEY",
@@ -64,7 +67,7 @@ def spec_files(paths: list[str]) -> tuple[list[Path], list[str]]:
 def run(args: argparse.Namespace) -> int:
     files, problems = spec_files(args.paths)
     for line in problems:
-        print(line, file=sys.stderr)
+        print(one_line(line), file=sys.stderr)
     failed = bool(problems)
     for path in files:
         try:
@@ -72,7 +75,7 @@ def run(args: argparse.Namespace) -> int:
         except UserError as err:
             failed = True
             for line in err.lines:
-                print(line, file=sys.stderr)
+                print(one_line(line), file=sys.stderr)
             continue
-        print(f"ok  {path}  (hash {spec_hash(spec)[:12]}…)")
+        print(one_line(f"ok  {path}  (hash {spec_hash(spec)[:12]}…)"))
     return 2 if failed else 0

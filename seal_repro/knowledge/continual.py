@@ -93,6 +93,23 @@ def forgetting_summary(matrix: np.ndarray) -> dict:
     }
 
 
+def edit_cis(matrices: Sequence[np.ndarray], resamples: int, seed: int) -> dict:
+    """95% CIs of the mean forgetting after the last edit and of the just-learned accuracy, bootstrapped over
+    sequences (the passages of one sequence share its model), or over passages when there is one sequence."""
+    from seal_repro.stats import accuracy_ci
+
+    k = matrices[0].shape[1]
+    forgot = [[float(m[j + 1, j] - m[k, j]) for j in range(k - 1)] for m in matrices]
+    learned = [[float(m[j + 1, j]) for j in range(k)] for m in matrices]
+    out = {}
+    for name, groups in (("mean_forgetting", forgot), ("mean_just_learned", learned)):
+        units = groups if len(groups) > 1 else [[v] for v in groups[0]]
+        units = [[v for v in u if v == v] for u in units]
+        ci = accuracy_ci([u for u in units if u], "micro", resamples, seed)
+        out[f"{name}_ci"] = None if ci.low != ci.low else [round(ci.low, 6), round(ci.high, 6)]
+    return out
+
+
 def mean_matrix(matrices: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
     """Cell-wise mean and standard deviation over sequences (NaN cells stay NaN)."""
     stack = np.stack(matrices)
@@ -149,6 +166,7 @@ def run_continual(spec, model_dir: Path, data_dir: Path, policy: Path | None, ou
     summary = {
         "skipped": False, "start": cs.start, "n_passages": cs.n_passages, "sequences": cs.sequences,
         "matrix": to_json(mean), "matrix_std": to_json(std), **forgetting_summary(mean),
+        **edit_cis(matrices, spec.evaluation.bootstrap_resamples, spec.seed),
         "per_sequence": sequences, "memo_hits": memo.hits, "memo_misses": memo.misses,
     }
     write_jsonl(out / "records.jsonl", records)

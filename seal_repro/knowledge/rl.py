@@ -101,56 +101,82 @@ class KnowledgeRL:
             summary["seal"] = self.seal_condition(k, prev)
             write_json(self.out / f"iter{k}" / "summary.json", summary)
             summaries.append(summary)
+        if self.rl.held_in_check:
+            self.held_in(self.rl.iterations + 1, prev)
         return summaries
+
+    def held_in(self, k: int, policy: Path) -> dict:
+        """The final policy's own samples on the training passages, rewarded like an iteration's but trained on by
+        nothing: with iteration i's samples (policy i-1) they show whether each policy writes better self-edits
+        for the passages it was trained on than the one before it."""
+        folder = self.out / "held_in"
+        model, tok = load_policy(self.spec, self.model_dir, policy)
+        samples, scored, results, _ = self._sample_and_reward(k, policy, model, tok, desc="held-in check")
+        it = rest_em.Iteration(samples, scored, [], None, rest_em.iteration_metrics(scored, []))
+        summary = {"policy_iteration": k - 1, "metrics": it.metrics, "rounds": len(results)}
+        write_jsonl(folder / "samples.jsonl", _sample_rows(it))
+        write_json(folder / "summary.json", summary)
+        print(f"held-in check: policy {k - 1}'s self-edits on the training passages, mean reward "
+              f"{it.metrics['mean_reward']:.3f} -> {folder}")
+        return summary
+
+    def _sample_and_reward(self, k: int, prev: Path | None, model, tok, desc: str):
+        """Policy `prev` (on `model`) samples k self-edits per training passage with iteration k's seeds; each is
+        rewarded by the inner loop on the policy model. Returns (samples, scored, round results, graded records)
+        and leaves `self._kit` (the kit over `model`) for the SFT."""
+        spec, rl, memo = self.spec, self.rl, self.memo
+        by_id = {p.id: p for p in self.train}
+        fingerprint = policy_fingerprint(self.model_dir, prev)
+        rows = sample_k(model, tok, spec, self.train, rl.k, spec.seed + rl_seed_offset(k), memo=memo,
+                        model_fingerprint=fingerprint)
+        samples = [rest_em.Sample(r["passage_id"], r["index"], r["text"], r["tokens"], r["truncated"]) for r in rows]
+        recipe = KitRecipe.of(spec, self.model_dir, self.data_dir / "rl_questions.jsonl", self.scorer, prev)
+        kit = self._kit = recipe.build(model, tok)  # after sampling: the kit wraps the model in LoRA layers
+        edits = by_passage([{"passage_id": s.context_id, "index": s.index, "text": s.text} for s in samples])
+        with make_executor(spec.executor, recipe, spec.model.device) as executor:
+            results = run_rounds(rl_rounds(self.train, edits, spec, rl), kit, spec, fingerprint, memo, desc=desc,
+                                 executor=executor)
+        records = grade_records(spec, results, by_id)
+        return samples, score_samples(records, samples, rl), results, records
 
     # -- one ReST-EM iteration ---------------------------------------------------------------------------------
     def iteration(self, k: int, prev: Path | None) -> dict:
-        spec, rl, memo = self.spec, self.rl, self.memo
+        spec, rl = self.spec, self.rl
         folder = self.out / f"iter{k}"
         by_id = {p.id: p for p in self.train}
-        fingerprint = policy_fingerprint(self.model_dir, prev)
         model, tok = load_policy(spec, self.model_dir, prev)
-        recipe = KitRecipe.of(spec, self.model_dir, self.data_dir / "rl_questions.jsonl", self.scorer, prev)
-        kit_holder: dict = {}
-        results_holder: dict = {}
+        done: dict = {}
 
         def sample(passages):
-            rows = sample_k(model, tok, spec, passages, rl.k, spec.seed + rl_seed_offset(k), memo=memo,
-                            model_fingerprint=fingerprint)
-            return [rest_em.Sample(r["passage_id"], r["index"], r["text"], r["tokens"], r["truncated"]) for r in rows]
+            done["samples"], done["scored"], done["results"], done["records"] = self._sample_and_reward(
+                k, prev, model, tok, desc=f"rl iteration {k}")
+            return done["samples"]
 
         def reward(samples):
-            kit = kit_holder["kit"] = recipe.build(model, tok)
-            edits = by_passage([{"passage_id": s.context_id, "index": s.index, "text": s.text} for s in samples])
-            with make_executor(spec.executor, recipe, spec.model.device) as executor:
-                results = run_rounds(rl_rounds(self.train, edits, spec, rl), kit, spec, fingerprint, memo,
-                                     desc=f"rl iteration {k}", executor=executor)
-            records = grade_records(spec, results, by_id)
-            results_holder.update(results=results, records=records)
-            return score_samples(records, samples, rl)
+            return done["scored"]
 
         def sft(kept):
             examples = sft_examples(kept, by_id, spec, tok)
             if not examples:
                 return None
-            return self.train_policy(k, prev, kit_holder["kit"].engine.peft_model.unload(), tok, examples)
+            return self.train_policy(k, prev, self._kit.engine.peft_model.unload(), tok, examples)
 
         it = rest_em.iterate(self.train, sample=sample, reward=reward, keep=rl.keep, top_m=rl.top_m, sft=sft)
         if it.sft is None:  # nothing to learn: the policy stays the previous one (iteration 1: an untrained LoRA)
             policy = folder / "policy"
             if prev is None:
-                self.train_policy(k, None, kit_holder["kit"].engine.peft_model.unload(), tok, [])
+                self.train_policy(k, None, self._kit.engine.peft_model.unload(), tok, [])
             else:
                 if policy.exists():
                     shutil.rmtree(policy)
                 shutil.copytree(prev, policy)
         write_jsonl(folder / "samples.jsonl", _sample_rows(it))
-        write_jsonl(folder / "records.jsonl", results_holder["records"])
+        write_jsonl(folder / "records.jsonl", done["records"])
         print(f"rl iteration {k}: {len(it.scored)} self-edits, mean reward {it.metrics['mean_reward']:.3f}, "
               f"{it.metrics['share_beating_baseline']:.0%} beat the baseline, {len(it.kept)} kept -> {folder}")
         return {"iteration": k, "active": True, "metrics": it.metrics, "sft": it.sft, "policy_trained": it.sft is not None,
-                "training_passages": len(self.train), "rounds": len(results_holder["results"]),
-                "rl": rl.model_dump(mode="json", exclude={"iterations"}), **peak_memory_of(results_holder["results"])}
+                "training_passages": len(self.train), "rounds": len(done["results"]),
+                "rl": rl.model_dump(mode="json", exclude={"iterations"}), **peak_memory_of(done["results"])}
 
     def train_policy(self, k: int, prev: Path | None, model, tok, examples: list[TrainExample]) -> dict | None:
         """A fresh LoRA on the sampling model (previous policy merged in) trained on `examples`, saved stacked

@@ -1,7 +1,8 @@
 """The ARC predictor: greedy answers from lm-eval's `seal_arc` task on an in-memory (adapted) model.
 
 lm-eval runs in-process on the model object (its LoRA weights change in place between rounds), selecting with
-`samples=` the documents whose prompts the inner loop asks for.
+`samples=` the documents whose prompts the inner loop asks for; its model is lm-eval's HF model with the engine's
+batched, prefix-shared generation (seal_repro/lmeval/engine_lm.py).
 """
 
 from __future__ import annotations
@@ -22,10 +23,11 @@ class ArcPredictor:
     def __init__(self, model, tokenizer, *, prompts_file: Path, max_new_tokens: int, batch_size: int,
                  chat_template: bool):
         # lm-eval is heavy (~2 s of imports): loaded when a stage builds a predictor, not when the CLI starts.
-        from lm_eval.models.huggingface import HFLM
         from lm_eval.tasks import get_task_dict
 
-        self.lm = HFLM(pretrained=model, tokenizer=tokenizer, batch_size=batch_size)
+        from seal_repro.lmeval.engine_lm import EngineLM
+
+        self.lm = EngineLM(pretrained=model, tokenizer=tokenizer, batch_size=batch_size)
         self.task_dict = get_task_dict([ARC_TASK], task_manager(ARC_TASK, {"data_file": str(prompts_file)}))
         task = self.task_dict[ARC_TASK]
         task._config.generation_kwargs["max_gen_toks"] = max_new_tokens

@@ -54,15 +54,25 @@ def flat_metrics(cis: dict[str, AccuracyCI], prefix: str = "",
     return out
 
 
+# The calibration measured graders against GPT-4.1's verdicts of Qwen2.5-7B's answers on SQuAD passages: the
+# correction holds for SQuAD-like data only (on a 135M model's answers about invented names it is no estimate).
+CALIBRATED_DATA = ("seal_json", "squad_json", "hf_squad")
+
+
+def calibrated_for(data_kind: str) -> bool:
+    return data_kind in CALIBRATED_DATA
+
+
 def judge_equivalents(cis: dict[str, AccuracyCI], calibration: dict | None, grader_kind: str,
-                      seed: int) -> dict[str, tuple[float, float, float]]:
+                      seed: int, data_kind: str = "seal_json") -> dict[str, tuple[float, float, float]]:
     """GPT-4.1-equivalent accuracy per condition, corrected with the grader's calibration confusion matrix.
 
     Empty when there is no calibration entry for this grader (e.g. the judge itself, or an f1 threshold
-    that was not calibrated); the CI includes the calibration counts' uncertainty (see calibration.py).
+    that was not calibrated) or the data is not of a kind it was measured on (CALIBRATED_DATA); the CI includes
+    the calibration counts' uncertainty (see calibration.py).
     """
     entry = (calibration or {}).get("graders", {}).get(grader_kind)
-    if entry is None:
+    if entry is None or not calibrated_for(data_kind):
         return {}
     out = {}
     for cond, ci in cis.items():
@@ -134,8 +144,8 @@ def paired_markdown(name: str, tests: dict, n_passages: int) -> list[str]:
     return lines
 
 
-RL_METRICS = ("mean_reward", "mean_accuracy", "mean_baseline", "share_beating_baseline", "mean_self_edit_tokens",
-              "sampled", "kept")
+RL_METRICS = ("mean_reward", "best_of_k_mean_reward", "mean_accuracy", "mean_baseline", "share_beating_baseline",
+              "share_kept", "mean_self_edit_tokens", "share_truncated", "sampled", "kept")
 
 
 def rl_metrics(iterations: dict[int, dict]) -> dict[str, float]:
@@ -152,17 +162,74 @@ def rl_metrics(iterations: dict[int, dict]) -> dict[str, float]:
 
 def rl_markdown(iterations: dict[int, dict], curve: dict[int, AccuracyCI], paper_curve: dict[int, float]) -> list[str]:
     lines = ["## SEAL: ReST-EM iterations", "",
-             "| iteration | eval accuracy (%) | 95% CI | paper (%) | train reward | beat baseline | kept / sampled "
-             "| self-edit tokens |", "|---:|---:|---:|---:|---:|---:|---:|---:|"]
+             "| iteration | eval accuracy (%) | 95% CI | paper (%) | train reward: mean | best of k | beat baseline "
+             "| kept / sampled | self-edit tokens | truncated |", "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for k in sorted(curve):
         ci, m = curve[k], iterations.get(k, {}).get("metrics")
-        train = (f"{m['mean_reward']:.3f} | {100 * m['share_beating_baseline']:.0f}% | {m['kept']} / {m['sampled']} "
-                 f"| {m['mean_self_edit_tokens']:.0f}") if m else "— | — | — | —"
+        train = (f"{m['mean_reward']:.3f} | {m['best_of_k_mean_reward']:.3f} | {_pct(m['share_beating_baseline'])}% "
+                 f"| {m['kept']} / {m['sampled']} | {m['mean_self_edit_tokens']:.0f} | {_pct(m['share_truncated'])}%"
+                 ) if m else "— | — | — | — | — | —"
         lines.append(f"| {k} | {_pct(ci.accuracy)} | {_pct(ci.low)}–{_pct(ci.high)} | {_pct(paper_curve.get(k))} "
                      f"| {train} |")
     lines += ["", "- iteration 0 is the base model's own self-edits (base_synthetic); iteration i's self-edits and "
               "inner loop use the policy after i ReST-EM iterations; training metrics are on the RL training "
-              "passages, of the self-edits sampled *during* iteration i (by the policy of iteration i-1).", ""]
+              "passages, of the self-edits sampled *during* iteration i (by the policy of iteration i-1): reward "
+              "mean, the mean over passages of the best of the k samples, the share beating the unadapted "
+              "policy, how many were kept for the SFT, their mean length and the share cut at max_new_tokens.", ""]
+    return lines
+
+
+def _passage_rewards(rows: list[dict]) -> dict[str, float]:
+    groups: dict[str, list[float]] = defaultdict(list)
+    for r in rows:
+        if r["reward"] is not None and r["reward"] == r["reward"]:
+            groups[r["passage_id"]].append(r["reward"])
+    return {pid: sum(v) / len(v) for pid, v in groups.items()}
+
+
+def held_in(samples: dict[int, list[dict]], resamples: int, seed: int) -> tuple[dict, list[str]]:
+    """Policy i's mean reward on the training passages (i = 0 … N: iteration i+1's samples, the last from the
+    held-in check) and, for each policy after the first, the paired difference with the one before it."""
+    policies = sorted(samples)
+    per = {i: _passage_rewards(samples[i]) for i in policies}
+    metrics, lines = {}, ["## SEAL: does each policy write better self-edits for its training passages?", "",
+                          "| policy (after iteration) | mean reward on the training passages | vs the policy before "
+                          "(points) | 95% CI | p (sign-flip) |", "|---:|---:|---:|---:|---:|"]
+    for i in policies:
+        mean = sum(per[i].values()) / len(per[i]) if per[i] else float("nan")
+        metrics[f"rl.policy{i}.train_reward"] = round(mean, 6)
+        cells = "— | — | —"
+        if i - 1 in per:
+            ids = [pid for pid in per[i] if pid in per[i - 1]]
+            t = paired_test([per[i][p] for p in ids], [per[i - 1][p] for p in ids], resamples, seed)
+            metrics.update({f"rl.policy{i}.train_reward_diff": round(t.diff, 6),
+                            f"rl.policy{i}.train_reward_p": round(t.p_value, 6)})
+            cells = f"{100 * t.diff:+.1f} | {100 * t.low:+.1f} to {100 * t.high:+.1f} | {t.p_value:.3g}"
+        lines.append(f"| {i} | {mean:.3f} | {cells} |")
+    lines += ["", "- policy 0 is the base model; policy i's self-edits are those iteration i+1 sampled (the last row: "
+              "the held-in check, sampled after the final iteration and trained on by nothing); rewards as above, "
+              "paired over training passages.", ""]
+    return metrics, lines
+
+
+def _excerpt(text: str, chars: int = 220) -> str:
+    one = " / ".join(line.strip() for line in text.splitlines() if line.strip())
+    return (one[:chars] + " …") if len(one) > chars else one
+
+
+def examples_markdown(samples: dict[int, list[dict]], n: int = 2) -> list[str]:
+    """Per iteration, the best kept self-edits beside the worst rejected ones: what RL selected for."""
+    lines = ["## SEAL: what ReST-EM kept and rejected", ""]
+    for k in sorted(samples):
+        rows = [r for r in samples[k] if r["reward"] == r["reward"]]
+        kept = sorted((r for r in rows if r["kept"]), key=lambda r: -r["reward"])[:n]
+        rejected = sorted((r for r in rows if not r["kept"]), key=lambda r: r["reward"])[:n]
+        lines += [f"Iteration {k}:", ""]
+        for label, group in (("kept", kept), ("rejected", rejected)):
+            for r in group:
+                lines.append(f"- {label} (passage {r['passage_id']}, reward {r['reward']:.2f}, {r['tokens']} tokens"
+                             f"{', truncated' if r['truncated'] else ''}): {_excerpt(r['text'])}")
+        lines.append("")
     return lines
 
 
@@ -193,6 +260,10 @@ def continual_metrics(summary: dict) -> dict[str, float]:
     for name in ("mean_forgetting", "mean_just_learned", "final_mean_accuracy", "initial_mean_accuracy"):
         if summary.get(name) is not None:
             out[f"continual.{name}"] = summary[name]
+    for name in ("mean_forgetting", "mean_just_learned"):
+        ci = summary.get(f"{name}_ci")
+        if ci:
+            out[f"continual.{name}_ci_low"], out[f"continual.{name}_ci_high"] = ci
     for age, value in summary.get("forgetting_by_age", {}).items():
         if value is not None:
             out[f"continual.forgetting_after_{age}_edits"] = value
@@ -207,9 +278,16 @@ def continual_markdown(summary: dict) -> list[str]:
              f"sequence(s), start: {summary['start']})", "", head, "|---:|" + "---:|" * k]
     for r, row in enumerate(m):
         lines.append(f"| {r if r else 'none'} | " + " | ".join("·" if x is None else f"{100 * x:.0f}" for x in row) + " |")
-    mf = summary.get("mean_forgetting")
-    lines += ["", f"- mean forgetting after the last edit (accuracy just after learning a passage minus after all "
-              f"{k} edits, over passages 1..{k - 1}): {'—' if mf is None else f'{100 * mf:+.1f} points'}", ""]
+    def with_ci(name: str, sign: str) -> str:
+        value, ci = summary.get(name), summary.get(f"{name}_ci")
+        if value is None:
+            return "—"
+        text = f"{100 * value:{sign}.1f} points"
+        return text + (f" (95% CI {100 * ci[0]:{sign}.1f} to {100 * ci[1]:{sign}.1f})" if ci else "")
+
+    lines += ["", f"- accuracy on a passage just after learning it: {with_ci('mean_just_learned', '')}",
+              f"- mean forgetting after the last edit (accuracy just after learning a passage minus after all "
+              f"{k} edits, over passages 1..{k - 1}): {with_ci('mean_forgetting', '+')}", ""]
     return lines
 
 
@@ -291,7 +369,7 @@ def write_report(spec, baselines: Path, out: Path, *, rl: Path | None = None, cp
         extra_metrics.update(m)
         sections += md
     calibration = load_calibration(calibration_path) if calibration_path else None
-    judge_eq = judge_equivalents(cis, calibration, spec.evaluation.grader.kind, spec.seed)
+    judge_eq = judge_equivalents(cis, calibration, spec.evaluation.grader.kind, spec.seed, spec.data.kind)
     metrics = flat_metrics(cis, judge_eq=judge_eq)
     metrics.update(extra_metrics)
     h = spec_hash(spec)
@@ -310,6 +388,9 @@ def write_report(spec, baselines: Path, out: Path, *, rl: Path | None = None, cp
             f"passages disjoint from these, k = {rl.k} self-edits each, {rl.repeats} repeat(s), keep: {rl.keep}) writes "
             "the self-edits and is the model the inner loop adapts; paired tests below."
         )
+    if calibration is not None and not calibrated_for(spec.data.kind):
+        notes.append(f"no judge-equivalent column: the grader calibration was measured on SQuAD answers "
+                     f"({', '.join(CALIBRATED_DATA)} data), not on {spec.data.kind} data.")
     if judge_eq:
         notes.append(
             f"judge-equivalent: the {spec.evaluation.grader.kind} grader's accuracy corrected into the accuracy GPT-4.1 "
@@ -347,6 +428,13 @@ def _seal(spec, rl_dir: Path, baselines: dict[str, list[dict]], figures: Path):
                       f"SEAL accuracy by ReST-EM iteration ({spec.model.name})")
     md = paired_markdown("SEAL", tests, len(passage_accuracy(iter_records[n]))) \
         + rl_markdown(summaries, curve, paper.KNOWLEDGE_SEAL_ITERATIONS)
+    samples = {k: read_jsonl(rl_dir / f"iter{k}" / "samples.jsonl") for k in range(1, n + 1)}
+    by_policy = {k - 1: rows for k, rows in samples.items()}
+    if (rl_dir / "held_in" / "samples.jsonl").exists():
+        by_policy[n] = read_jsonl(rl_dir / "held_in" / "samples.jsonl")
+    m, lines = held_in(by_policy, ev.bootstrap_resamples, spec.seed)
+    metrics.update(m)
+    md += lines + examples_markdown(samples)
     records = [{**r, "condition": "seal"} for r in iter_records[n]]
     records += [r for k in range(1, n) for r in iter_records[k]]
     return {"seal": iter_cis[n]}, metrics, md, records

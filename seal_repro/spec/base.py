@@ -42,7 +42,22 @@ class SpecProblems(ValueError):
 
 
 class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)
+    # allow_inf_nan=False: YAML reads `.inf` and `.nan` as floats, and no stage can use either (an alpha of inf
+    # makes every adapted logit NaN; a NaN passes no `gt`/`le` bound on its own).
+    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True, allow_inf_nan=False)
+
+
+# Upper bounds on numbers, shared by several sections: what the stages can actually use. Each field states its
+# own bound and the reason in its description; these are the ones more than one section needs.
+MAX_SEED = 2**32 - 1  # numpy seeds are < 2**32, and the stages add offsets (< 2**31) to torch seeds (< 2**64)
+MAX_TOKENS = 131_072  # the longest context of any model a spec may name (Llama 3.2 / Qwen2.5 with YaRN: 128K)
+MAX_SAMPLES = 256  # self-edits per passage or task: each costs a generation and its inner-loop rounds (paper: 5-15)
+MAX_REPEATS = 100  # inner-loop repeats per self-edit (paper: 3): each is a full adaptation
+MAX_BATCH = 4096  # sequences per forward pass: no accelerator holds more of even the smallest model's activations
+MAX_RESAMPLES = 20_000  # bootstrap resamples: the CI's Monte-Carlo error is ~1/sqrt(n), < 1% here, and the
+#                         (resamples x passages-or-questions) index matrix must fit in memory (~160 MB at 1000)
+MAX_PASSAGES = 100_000  # SQuAD v1.1 has ~21 000 paragraphs; the fictional generator is bounded in spec/data.py
+MAX_LORA_RANK = 8192  # no supported model is wider (Qwen2.5-7B: 3584); a rank above a layer's width adds nothing
 
 
 def unique_items(v: tuple, what: str = "listed twice", allow_empty: bool = True) -> tuple:

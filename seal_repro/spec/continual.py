@@ -10,12 +10,16 @@ from typing import Literal
 from pydantic import Field, PositiveInt
 
 from seal_repro.spec.base import Strict
+
+MAX_CONTINUAL_PASSAGES = 1000  # step t scores all t passages so far: the work grows as n_passages squared
 from seal_repro.spec.self_edit import SamplingSpec
 
 
 class ContinualSpec(Strict):
-    n_passages: int = Field(8, ge=2, description="edits per sequence, drawn from the evaluation passages (reference: 8)")
-    sequences: PositiveInt = Field(1, description="independent random orders, averaged (reference: 8)")
+    n_passages: int = Field(8, ge=2, le=MAX_CONTINUAL_PASSAGES, description="edits per sequence, drawn from the "
+                            "evaluation passages (reference: 8; at most 1000: step t scores all t passages so far)")
+    sequences: PositiveInt = Field(1, le=1000, description="independent random orders, averaged (reference: 8; at "
+                                   "most 1000)")
     start: Literal["base", "seal"] = Field(
         "base", description="the model that edits itself: the base model, or the final SEAL policy (reference)"
     )

@@ -9,7 +9,7 @@ from typing import Literal
 
 from pydantic import Field, PositiveInt, field_validator, model_validator
 
-from seal_repro.spec.base import unique_items
+from seal_repro.spec.base import MAX_PASSAGES, MAX_SAMPLES, unique_items
 from seal_repro.spec.inner_loop import LoraSpec
 from seal_repro.spec.training import TrainingSpec, default
 
@@ -20,10 +20,11 @@ PROTOCOL_VERSIONS = {"lora": "paper v1 (LoRA)", "full": "paper v2 (full fine-tun
 
 class CPTSpec(TrainingSpec):
     method: Literal["lora", "full"] = Field("lora", description="lora: paper v1 protocol; full: paper v2 protocol")
-    n_passages: PositiveInt | None = Field(None, description="the first n evaluation passages; null = all of them")
+    n_passages: PositiveInt | None = Field(None, le=MAX_PASSAGES, description="the first n evaluation passages; "
+                                           "null = all of them")
     conditions: tuple[CPTCondition, ...] = ALL_CPT_CONDITIONS
     self_edits_per_passage: PositiveInt | None = Field(
-        None, description="self-edits per passage in the corpus (reference: 5); null = every one available"
+        None, le=MAX_SAMPLES, description="self-edits per passage in the corpus (reference: 5); null = every one available"
     )
     split: Literal["none", "lines", "segments"] | None = Field(
         None, description="how self-edits become sequences (see inner_loop.split); null = inner_loop.split"

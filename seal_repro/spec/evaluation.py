@@ -5,7 +5,7 @@ from typing import Annotated, Literal, Union
 
 from pydantic import Field, PositiveInt, StringConstraints, field_validator
 
-from seal_repro.spec.base import SpecPathOrName, Strict
+from seal_repro.spec.base import MAX_BATCH, MAX_REPEATS, MAX_RESAMPLES, SpecPathOrName, Strict
 
 DEFAULT_ANSWER_PROMPT = "Answer the question with a short phrase.\nQuestion: {question}\nAnswer:"
 ANSWER_PROMPT_FIELDS = ("question", "title")  # what the lm-eval task fills in (lmeval_tasks/seal_knowledge/utils.py)
@@ -89,7 +89,7 @@ class JudgeGrader(Strict):
     base_url: str
     model: str
     api_key_env: str | None = Field(None, description="NAME of the environment variable holding the key (never the key)")
-    timeout_s: float = Field(60.0, gt=0)
+    timeout_s: float = Field(60.0, gt=0, le=3600, description="seconds per request (at most an hour)")
     max_retries: int = Field(5, ge=0, le=20)
     max_ungraded_rate: float = Field(0.05, ge=0.0, le=1.0, description="fail the stage above this share of ungraded answers")
     system_prompt: Annotated[str, StringConstraints(min_length=1, max_length=20_000)] | None = Field(
@@ -134,13 +134,16 @@ class EvaluationSpec(Strict):
         description="strings that end an answer (the answer is cut before the first); []: only the end-of-text "
         "token ends it (the reference). The lm-eval task's `until`",
     )
-    repeats: PositiveInt = Field(1, description="inner-loop repeats per (passage, self-edit), each with its own seed")
+    repeats: PositiveInt = Field(1, le=MAX_REPEATS, description="inner-loop repeats per (passage, self-edit), each "
+                                 f"with its own seed (at most {MAX_REPEATS}: each is a full adaptation)")
     grader: Grader = ContainsGrader()
     aggregation: Literal["macro", "micro"] = Field(
         "macro", description="macro: mean over passages of per-passage accuracy (the paper); micro: over questions"
     )
-    bootstrap_resamples: PositiveInt = 2000
-    batch_size: PositiveInt = 16
+    bootstrap_resamples: PositiveInt = Field(
+        2000, le=MAX_RESAMPLES, description=f"resamples of the bootstrap CI (at most {MAX_RESAMPLES}: its Monte-Carlo "
+        "error is ~1/sqrt(n), and the resample matrix must fit in memory)")
+    batch_size: PositiveInt = Field(16, le=MAX_BATCH, description=f"prompts per generation batch (at most {MAX_BATCH})")
 
     @field_validator("answer_prompt")
     @classmethod

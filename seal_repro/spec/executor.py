@@ -17,6 +17,9 @@ _ADDRESS = re.compile(r"^(ray://)?[A-Za-z0-9_.\-\[\]:]+:\d{1,5}$")
 
 
 MAX_AUTO_WORKERS = 4  # `workers: auto` on a big CPU: more copies than this buy little and each holds activations
+MAX_LOCAL_WORKERS = 256  # forked copies: each holds its own activations and optimizer state; no machine has more cores
+MAX_THREADS = 1024  # torch threads per copy or actor: more than any machine's cores
+MAX_NODE_GPUS = 16  # GPUs one Ray actor can reserve: it runs on one node, and no node has more
 ROUNDS_PER_BATCH = 1  # chosen by `seal-repro bench inner-loop` (docs/BENCHMARKS.md)
 
 
@@ -30,7 +33,8 @@ class LocalExecutor(Strict):
         f"(SEAL_REPRO_THREADS, else every core), at most {MAX_AUTO_WORKERS}",
     )
     threads_per_worker: PositiveInt | None = Field(
-        None, description="torch threads inside each copy; None: the stage's threads shared out among the copies",
+        None, le=MAX_THREADS, description="torch threads inside each copy; None: the stage's threads shared out among "
+        f"the copies (at most {MAX_THREADS})",
     )
     rounds_per_batch: int = Field(
         ROUNDS_PER_BATCH, ge=1, le=64,
@@ -41,9 +45,12 @@ class LocalExecutor(Strict):
     @field_validator("workers", mode="before")
     @classmethod
     def _workers(cls, v):
+        if isinstance(v, int) and not isinstance(v, bool) and v > MAX_LOCAL_WORKERS:
+            raise ValueError(f"{v} forked copies is more than {MAX_LOCAL_WORKERS}: each holds its own activations and "
+                             "optimizer state, and no machine has the cores to run that many")
         if v == "auto" or (isinstance(v, int) and not isinstance(v, bool) and v >= 1):
             return v
-        raise ValueError(f"must be a whole number of at least 1, or auto (got {v!r})")
+        raise ValueError(f"must be a whole number of at least 1, or auto (got {str(v)[:60]!r})")
 
     def resolve(self, thread_budget: int, on_cpu: bool) -> tuple[int, int | None]:
         """(workers, threads per worker) for a stage that may use `thread_budget` torch threads."""
@@ -57,13 +64,16 @@ class RayExecutor(Strict):
     """The memo-missing rounds are spread over `workers` Ray actors, each holding the model once."""
 
     kind: Literal["ray"] = "ray"
-    workers: PositiveInt = Field(description="Ray actors; each loads the model once and runs rounds one at a time")
-    num_cpus_per_worker: float = Field(1.0, gt=0, description="Ray CPU resources each actor reserves")
+    workers: PositiveInt = Field(le=10_000, description="Ray actors; each loads the model once and runs rounds one at "
+                                 "a time (at most 10 000)")
+    num_cpus_per_worker: float = Field(1.0, gt=0, le=MAX_THREADS, description="Ray CPU resources each actor reserves "
+                                       f"(at most {MAX_THREADS}: one node's cores)")
     num_gpus_per_worker: float | Literal["auto"] = Field(
         "auto", description="Ray GPU resources each actor reserves; auto: one whole GPU when the cluster has GPUs "
         "(and model.device is not cpu), else 0",
     )
-    threads_per_worker: PositiveInt = Field(1, description="torch threads inside each actor")
+    threads_per_worker: PositiveInt = Field(1, le=MAX_THREADS, description="torch threads inside each actor (at most "
+                                            f"{MAX_THREADS})")
     address: str | None = Field(
         None, description="None: start a local Ray instance; 'auto': join the cluster this node runs "
         "(`ray start`); 'host:port' or 'ray://host:port': connect to that head node",
@@ -78,8 +88,8 @@ class RayExecutor(Strict):
     @field_validator("num_gpus_per_worker")
     @classmethod
     def _gpus(cls, v):
-        if v != "auto" and v < 0:
-            raise ValueError("must be >= 0 (or auto)")
+        if v != "auto" and not 0 <= v <= MAX_NODE_GPUS:
+            raise ValueError(f"must be >= 0 and at most {MAX_NODE_GPUS}, the GPUs of one node (or auto)")
         return v
 
     @field_validator("address")

@@ -4,7 +4,7 @@ from typing import Literal
 
 from pydantic import Field, NonNegativeInt, field_validator, model_validator
 
-from seal_repro.spec.base import SpecProblems, Strict, unique_items
+from seal_repro.spec.base import MAX_SEED, SpecProblems, Strict, unique_items
 from seal_repro.spec.continual import ContinualSpec
 from seal_repro.spec.cpt import CPTSpec
 from seal_repro.spec.data import DataSpec
@@ -23,7 +23,8 @@ class ExperimentSpec(Strict):
     domain: Literal["knowledge"] = "knowledge"
     description: str = ""
     protocol: str | None = Field(None, description="the paper table/figure and version this spec reproduces")
-    seed: NonNegativeInt = 0
+    seed: NonNegativeInt = Field(0, le=MAX_SEED, description=f"at most {MAX_SEED} (2**32 - 1): numpy takes seeds below "
+                                 "2**32, and the stages add offsets to it")
     model: ModelSpec
     data: DataSpec = DataSpec()
     self_edit: SelfEditSpec = SelfEditSpec()

@@ -21,7 +21,17 @@ from seal_repro.spec.arc_self_edit import (
     SelfEdit,
     TrainingChoice,
 )
-from seal_repro.spec.base import SpecPath, SpecProblems, Strict, unique_items
+from seal_repro.spec.base import (
+    MAX_BATCH,
+    MAX_RESAMPLES,
+    MAX_SAMPLES,
+    MAX_SEED,
+    MAX_TOKENS,
+    SpecPath,
+    SpecProblems,
+    Strict,
+    unique_items,
+)
 from seal_repro.spec.executor import LocalExecutor
 from seal_repro.spec.inner_loop import LoraSpec
 from seal_repro.spec.model import ModelSpec
@@ -31,19 +41,22 @@ from seal_repro.spec.training import Schedule, TrainingSpec, default
 FewShotCondition = Literal["icl", "ttt_no_rl", "seal", "oracle_ttt"]
 ALL_FEWSHOT_CONDITIONS: tuple[FewShotCondition, ...] = ("icl", "ttt_no_rl", "seal", "oracle_ttt")
 _TASK_ID = re.compile(r"^[0-9a-f]{8}$")
+ARC_SPLIT_TASKS = 400  # ARC-AGI-1 has 400 training and 400 evaluation tasks
 
 
 class TaskSelectionSpec(Strict):
     """One role's tasks: explicit `ids`, the role's list in `ids_file`, or the first `n` by id (optionally small)."""
 
     split: Literal["train", "eval"]
-    ids: tuple[str, ...] | None = Field(None, description="ARC task ids, used in this order")
+    ids: tuple[str, ...] | None = Field(None, max_length=ARC_SPLIT_TASKS,
+                                        description="ARC task ids, used in this order (a split has 400)")
     ids_file: SpecPath | None = Field(
         None,
         description='JSON {"train": [...], "eval": [...]} like the paper\'s filtered_task_ids.json (this role\'s list '
         "is used); relative to the spec file",
     )
-    n: PositiveInt | None = Field(None, description="the first n tasks of the split by id (after max_cells)")
+    n: PositiveInt | None = Field(None, le=ARC_SPLIT_TASKS, description="the first n tasks of the split by id (after "
+                                  f"max_cells; at most {ARC_SPLIT_TASKS}, the tasks in a split)")
     max_cells: PositiveInt | None = Field(
         None, le=900, description="with n: only tasks whose every grid has at most this many cells"
     )
@@ -97,8 +110,10 @@ class FewShotSelfEditSpec(Strict):
         None, description=f"prompt asking for a self-edit; must contain {PLACEHOLDER}; null = built-in"
     )
     sampling: SamplingSpec = SamplingSpec()
-    n_train: PositiveInt = Field(15, description="self-edits sampled per training task (RL)")
-    n_eval: PositiveInt = Field(5, description="self-edits sampled per evaluation task")
+    n_train: PositiveInt = Field(15, le=MAX_SAMPLES, description=f"self-edits sampled per training task (RL; at most "
+                                 f"{MAX_SAMPLES})")
+    n_eval: PositiveInt = Field(5, le=MAX_SAMPLES, description=f"self-edits sampled per evaluation task (at most "
+                                f"{MAX_SAMPLES})")
 
     @field_validator("template")
     @classmethod
@@ -131,7 +146,8 @@ class FewShotInnerLoopSpec(TrainingSpec):
     lr_schedule: Schedule = default("lr_schedule", "cosine")
     max_steps: PositiveInt | None = default("max_steps", 375)
     max_seq_len: PositiveInt = default("max_seq_len", 8192)
-    max_examples: PositiveInt = Field(250, description="cap on test-time-training examples per adapter (after dedup)")
+    max_examples: PositiveInt = Field(250, le=100_000, description="cap on test-time-training examples per adapter "
+                                      "(after dedup; at most 100 000)")
     leave_two_out: bool = Field(True, description="also hold out a second demonstration when there are three or more")
     loss_on: LossOn = Field("output_tokens", description="when a self-edit gives no loss_on")
 
@@ -169,19 +185,21 @@ class PolicySFTSpec(TrainingSpec):
 
 
 class FewShotRLSpec(Strict):
-    iterations: PositiveInt = Field(1, description="ReST-EM rounds (the paper runs 1)")
+    iterations: PositiveInt = Field(1, le=1000, description="ReST-EM rounds (the paper runs 1; at most 1000)")
     keep: Literal["solved"] = Field("solved", description="solved: every self-edit whose adapter solves its task")
     sft: PolicySFTSpec = PolicySFTSpec()
 
 
 class FewShotEvaluationSpec(Strict):
     n_attempts: int = Field(2, ge=1, le=3, description="guesses per test output (ARC allows 2)")
-    max_new_tokens: PositiveInt = Field(1024, description="enough for a 30x30 grid written as digits")
+    max_new_tokens: PositiveInt = Field(1024, le=MAX_TOKENS, description="enough for a 30x30 grid written as digits "
+                                        f"(at most {MAX_TOKENS}, the longest context of a supported model)")
     vote_families: tuple[Literal["basic", "size", "chain", "repeat"], ...] = Field(
         ("basic",), description="transforms whose back-mapped predictions vote, besides the identity; [] = identity only"
     )
-    bootstrap_resamples: PositiveInt = 2000
-    batch_size: PositiveInt = 8
+    bootstrap_resamples: PositiveInt = Field(2000, le=MAX_RESAMPLES, description=f"at most {MAX_RESAMPLES}: the "
+                                             "CI's Monte-Carlo error is ~1/sqrt(n)")
+    batch_size: PositiveInt = Field(8, le=MAX_BATCH, description=f"prompts per generation batch (at most {MAX_BATCH})")
 
     @field_validator("vote_families")
     @classmethod
@@ -193,7 +211,8 @@ class FewShotSpec(Strict):
     domain: Literal["fewshot"] = "fewshot"
     description: str = ""
     protocol: str | None = Field(None, description="the paper table/figure and version this spec reproduces")
-    seed: NonNegativeInt = 0
+    seed: NonNegativeInt = Field(0, le=MAX_SEED, description=f"at most {MAX_SEED} (2**32 - 1): numpy takes seeds below "
+                                 "2**32, and the stages add offsets to it")
     model: ModelSpec
     tasks: FewShotTasksSpec = FewShotTasksSpec()
     self_edit: FewShotSelfEditSpec = FewShotSelfEditSpec()

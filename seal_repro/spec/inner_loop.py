@@ -1,18 +1,21 @@
 """The inner loop: how one self-edit becomes a LoRA adapter."""
 
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import Field, PositiveInt, model_validator
+from pydantic import Field, PositiveInt, StringConstraints, model_validator
 
-from seal_repro.spec.base import SpecProblems, Strict
+from seal_repro.spec.base import MAX_LORA_RANK, SpecProblems, Strict
 from seal_repro.spec.training import TrainingSpec
 
 
 class LoraSpec(Strict):
-    rank: PositiveInt = 32
-    alpha: float = Field(64.0, gt=0, description="scaling numerator; the paper's knowledge runs use 2*rank")
+    rank: PositiveInt = Field(32, le=MAX_LORA_RANK, description=f"at most {MAX_LORA_RANK}: no supported model is "
+                              "wider, and a rank above a layer's width adds nothing")
+    alpha: float = Field(64.0, gt=0, le=65536, description="scaling numerator; the paper's knowledge runs use 2*rank "
+                         "(at most 65536: a larger alpha/rank scale overflows half-precision activations)")
     dropout: float = Field(0.0, ge=0.0, lt=1.0)
-    target_modules: tuple[str, ...] = Field(
+    target_modules: tuple[Annotated[str, StringConstraints(pattern=r"^[A-Za-z_][A-Za-z0-9_.]*$", max_length=200)],
+                          ...] = Field(
         ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"),
         description="the linear layers adapted (module names); the reference's inner loop names none, so PEFT's "
         "per-architecture default applies (Qwen2, Llama: q_proj, v_proj)")

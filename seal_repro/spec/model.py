@@ -13,11 +13,15 @@ class ModelSpec(Strict):
     path: SpecPath | None = Field(None, description="folder with config.json + weights (source: local); relative to the spec file")
     dtype: Literal["float32", "bfloat16", "float16"] = "float32"
     device: Literal["cpu", "cuda", "auto"] = "cpu"
-    trust_remote_code: bool = False
+    trust_remote_code: bool = Field(
+        False, description="let transformers run the Python code a model folder or hub repo ships (its own model "
+        "class); off unless a spec turns it on, since that code runs with the user's rights")
     # Required on purpose: whether prompts go through the tokenizer's chat template changes
     # every number, so a spec must say it out loud.
     chat_template: bool
-    num_params: PositiveInt | None = Field(None, description="parameter count for `plan`, when the model is not known")
+    num_params: PositiveInt | None = Field(
+        None, le=10**13, description="parameter count for `plan`, when the model is not known (at most 1e13: "
+        "no model that large could be loaded)")
 
     @model_validator(mode="after")
     def _source_fields(self):

@@ -11,7 +11,7 @@ from typing import Literal
 
 from pydantic import Field, PositiveInt, model_validator
 
-from seal_repro.spec.base import Strict
+from seal_repro.spec.base import MAX_REPEATS, MAX_SAMPLES, Strict
 from seal_repro.spec.data import DataSpec
 from seal_repro.spec.inner_loop import LoraSpec
 from seal_repro.spec.training import TrainingSpec, default
@@ -37,8 +37,10 @@ class RLSpec(Strict):
         description="the training passages; must not overlap `data` (for fictional data: a different offset range)"
     )
     iterations: int = Field(2, ge=1, le=1000, description="ReST-EM iterations (the paper runs 2)")
-    k: PositiveInt = Field(5, description="self-edits sampled per training passage per iteration")
-    repeats: PositiveInt = Field(3, description="inner-loop repeats per self-edit (fresh seeds); the reward is their mean")
+    k: PositiveInt = Field(5, le=MAX_SAMPLES, description="self-edits sampled per training passage per iteration "
+                           f"(at most {MAX_SAMPLES})")
+    repeats: PositiveInt = Field(3, le=MAX_REPEATS, description="inner-loop repeats per self-edit (fresh seeds); the "
+                                 f"reward is their mean (at most {MAX_REPEATS})")
     baseline: Literal["base", "passage"] = Field(
         "base", description="what a self-edit must beat: the policy unadapted (base) or trained on the passage alone"
     )
@@ -49,8 +51,11 @@ class RLSpec(Strict):
         "best1", description="best1: the best self-edit per passage (the reference); top_m: the best m; "
         "beats_baseline: every self-edit whose accuracy is above the baseline's"
     )
-    top_m: PositiveInt | None = Field(None, description="m for keep: top_m")
+    top_m: PositiveInt | None = Field(None, le=MAX_SAMPLES, description="m for keep: top_m (at most rl.k)")
     sft: PolicySFTSpec = PolicySFTSpec()
+    held_in_check: bool = Field(
+        False, description="after the last iteration, also sample and reward the final policy's self-edits on the "
+        "training passages (no SFT): with each iteration's samples, whether every policy beats the one before it")
 
     @model_validator(mode="after")
     def _keep_rules(self):

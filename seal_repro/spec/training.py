@@ -15,7 +15,10 @@ from typing import Any, Literal
 from pydantic import Field, NonNegativeFloat, NonNegativeInt, PositiveInt
 from pydantic.fields import FieldInfo
 
-from seal_repro.spec.base import Strict
+from seal_repro.spec.base import MAX_BATCH, MAX_TOKENS, Strict
+
+MAX_TRAIN_STEPS = 10_000_000  # optimizer steps: weeks of training at the fastest step the engine takes
+MAX_TRAIN_EPOCHS = 1000  # passes over the data (protocols use 1-10)
 
 Schedule = Literal["constant", "linear", "cosine"]
 
@@ -24,20 +27,26 @@ class TrainingSpec(Strict):
     optimizer: Literal["adamw"] = Field(
         "adamw", description="torch AdamW (betas 0.9/0.999, eps 1e-8): the HF Trainer's default, which the reference uses")
     lr: float = Field(1e-3, gt=0, lt=1, description="peak learning rate")
-    weight_decay: NonNegativeFloat = 0.0
+    weight_decay: NonNegativeFloat = Field(
+        0.0, le=1.0, description="AdamW's decoupled decay: weights shrink by lr*weight_decay per step; at most 1, so "
+        "with lr < 1 that factor stays below 1 and never flips a weight's sign")
     lr_schedule: Schedule = Field(
         "linear", description="decay after warmup; linear to 0 is the HF Trainer default the reference code ran with")
-    warmup_steps: NonNegativeInt = Field(0, description="optimizer steps of linear warmup from 0")
+    warmup_steps: NonNegativeInt = Field(0, le=MAX_TRAIN_STEPS, description="optimizer steps of linear warmup from 0 "
+                                         f"(at most {MAX_TRAIN_STEPS:,}: weeks of steps)")
     warmup_ratio: float = Field(0.0, ge=0.0, lt=1.0,
                                 description="warmup as a share of the optimizer steps (used when warmup_steps is 0)")
     max_grad_norm: float | None = Field(
-        None, gt=0, description="clip the gradient's global L2 norm to this before each step (HF Trainer: 1.0); "
-        "null: no clipping")
-    epochs: PositiveInt = 10
-    max_steps: PositiveInt | None = Field(None, description="cap on optimizer steps, whatever the epochs; null: none")
-    batch_size: PositiveInt = Field(1, description="sequences per forward/backward pass")
-    grad_accum: PositiveInt = Field(1, description="passes accumulated per optimizer step")
-    max_seq_len: PositiveInt = Field(2048, description="tokens per sequence; longer ones are cut")
+        None, gt=0, le=1e6, description="clip the gradient's global L2 norm to this before each step (HF Trainer: "
+        "1.0; at most 1e6, which never clips a finite loss's gradient anyway); null: no clipping")
+    epochs: PositiveInt = Field(10, le=MAX_TRAIN_EPOCHS, description=f"passes over the data (at most {MAX_TRAIN_EPOCHS})")
+    max_steps: PositiveInt | None = Field(None, le=MAX_TRAIN_STEPS, description="cap on optimizer steps, whatever the "
+                                          f"epochs (at most {MAX_TRAIN_STEPS:,}); null: none")
+    batch_size: PositiveInt = Field(1, le=MAX_BATCH, description="sequences per forward/backward pass (at most "
+                                    f"{MAX_BATCH}: no accelerator holds more)")
+    grad_accum: PositiveInt = Field(1, le=1024, description="passes accumulated per optimizer step (at most 1024)")
+    max_seq_len: PositiveInt = Field(2048, le=MAX_TOKENS, description="tokens per sequence; longer ones are cut "
+                                     f"(at most {MAX_TOKENS}, the longest context of a supported model)")
     packing: bool = Field(
         True,
         description="lay a batch's sequences end to end in rows (attention kept within each sequence) instead of "

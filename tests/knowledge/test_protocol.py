@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import importlib
 import json
+import os
 import re
 import subprocess
 from dataclasses import dataclass
@@ -26,7 +27,8 @@ from seal_repro.lmeval import TASKS_DIR
 from seal_repro.spec import load_spec
 
 DOC = REPO / "docs" / "PROTOCOL.md"
-MIRROR = Path("/work/.mirror/Continual-Intelligence+SEAL/repo")
+# a bare clone of Continual-Intelligence/SEAL (the test that reads it skips when it is absent)
+MIRROR = Path(os.environ.get("SEAL_REFERENCE_REPO", "/work/.mirror/Continual-Intelligence+SEAL/repo"))
 COLUMNS = ["setting", "reference value", "where the reference sets it", "spec key", "paper spec value", "match", "note"]
 EXPERIMENTS = ["Single passage", "ReST-EM", "CPT v1", "CPT v2", "Continual"]
 

@@ -84,9 +84,10 @@ def test_reference_template_is_title_newline_text():
 
 
 def test_reference_worked_example(shared_dir):
-    """/work/notes/ref_knowledge.md §14: the first passage of gpt4_1_val.json, its first GPT-4.1 completion, split as
-    the single-passage evaluation does (split_newlines true): 14 numbered lines (the '**Implications:**' header
-    dropped), then the passage, each after 'Genghis Khan\\n'; unsplit (CPT), the whole completion and the passage."""
+    """The reference's construction, worked by hand from utils.py:162-198 for the first passage of gpt4_1_val.json
+    (title 'Genghis Khan') and its first GPT-4.1 completion, split as the single-passage evaluation does
+    (split_newlines true): 14 numbered lines (the '**Implications:**' header dropped), then the passage, each after
+    'Genghis Khan\\n'; unsplit (CPT), the whole completion and the passage."""
     article = json.loads((shared_dir / "data/seal-squad/eval/gpt4_1_val.json").read_text())[0]
     seqs = training_sequences(article["completions"][0], article["title"], article["context"], REF_LINES)
     assert len(seqs) == 15 and all(s.startswith("Genghis Khan\n") for s in seqs)

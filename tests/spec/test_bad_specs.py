@@ -3,7 +3,8 @@ problem, the expected message, no traceback and nothing written. Text files stat
 message in a first `# expect:` comment; the few that cannot hold a comment are listed here.
 
 bad_specs/.includes/ holds files that cases include (a hidden folder, so `validate bad_specs/` skips it);
-an error found in such a file is reported against that file, as it should be.
+an error found in such a file is reported against that file and names the case that included it:
+`.includes/bad_lora.yaml (included by include_error_in_included_file.yaml): inner_loop.lora.rnak: unknown key`.
 """
 
 from __future__ import annotations
@@ -78,10 +79,11 @@ def test_bad_spec_fails_cleanly(path, run_cli, tmp_path, monkeypatch):
     assert "Traceback" not in err
     lines = err.splitlines()
     assert lines
-    files = "|".join(re.escape(str(f)) for f in [path, *INCLUDED.glob("*.yaml")])
+    helpers = "|".join(re.escape(str(f)) for f in INCLUDED.glob("*.yaml"))
+    files = rf"{re.escape(str(path))}|({helpers}) \(included by {re.escape(str(path))}\)"
     shape = re.compile(rf"^({files}): ([\w.\[\]]+: .+|.+)$")
     for line in lines:
-        assert shape.match(line), line
+        assert shape.match(line), line  # every line names the case asked about, even for a problem in a helper
     assert len(lines) == len(set(lines))  # each problem once
     assert _expected(path) in err
     assert list(tmp_path.iterdir()) == []
@@ -95,15 +97,17 @@ def test_all_errors_reported_at_once(run_cli):
     assert keys == {"seed", "model.dtype", "inner_loop.lr", "bogus"}
 
 
+INCLUDED_BY = re.compile(r"^(?P<file>.+?)(?: \(included by (?P<by>.+?)(?:, from (?P<top>.+?))?\))?: ")
+
+
 def test_whole_corpus_in_one_run(run_cli):
     code, out, err = run_cli("validate", BAD)
     assert code == 2 and out == ""
-    files = {line.split(": ")[0] for line in err.splitlines()}
+    named = [INCLUDED_BY.match(line) for line in err.splitlines()]
     helpers = {str(p) for p in INCLUDED.glob("*.yaml")}
-    assert files <= {str(p) for p in CASES} | helpers  # the helpers themselves are not validated (hidden folder)
-    # out == "": no case passed; those not named failed in a file they include
-    assert {str(p) for p in CASES} - files == {str(BAD / n) for n in ("include_cycle_two_files.yaml",
-                                                                        "include_error_in_included_file.yaml")}
+    assert {m["file"] for m in named} <= {str(p) for p in CASES} | helpers  # the helpers are not validated (hidden)
+    # every case is named: directly, or as the spec that included the file with the problem
+    assert {m["top"] or m["by"] or m["file"] for m in named} == {str(p) for p in CASES}
 
 
 def test_cross_field_problems_are_one_line_each(run_cli):
@@ -126,7 +130,18 @@ def test_fewshot_inner_loop_problems_are_one_line_each(run_cli):
     ]
 
 
-def test_error_in_an_included_file_names_that_file(run_cli):
-    code, _, err = run_cli("validate", BAD / "include_error_in_included_file.yaml")
+def test_error_in_an_included_file_names_that_file_and_the_spec(run_cli):
+    top = BAD / "include_error_in_included_file.yaml"
+    code, _, err = run_cli("validate", top)
     assert code == 2
-    assert err.startswith(f"{INCLUDED / 'bad_lora.yaml'}: inner_loop.lora.rnak: unknown key")
+    assert err.startswith(f"{INCLUDED / 'bad_lora.yaml'} (included by {top}): inner_loop.lora.rnak: unknown key")
+
+
+def test_include_chain_names_the_includer_and_the_spec(run_cli, write):
+    lora = write("lib/lora.yaml", "inner_loop: {lora: {rank: 0}}\n")
+    base = write("lib/base.yaml", "include: lora.yaml\n")
+    top = write("top.yaml", "domain: knowledge\nmodel: {chat_template: false}\ninclude: lib/base.yaml\n")
+    code, _, err = run_cli("validate", top)
+    assert code == 2
+    assert err == (f"{lora} (included by {base}, from {top}): inner_loop.lora.rank: "
+                   "Input should be greater than 0\n")

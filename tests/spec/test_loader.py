@@ -111,14 +111,14 @@ def test_diamond_include_is_not_a_cycle(write):
 def test_include_cycle(write, tmp_path):
     a = write("a.yaml", MIN + "include: b.yaml\n")
     b = write("b.yaml", "include: a.yaml\n")
-    assert errors_of(a) == [f"{b}: include: include cycle: {a} -> {b} -> {a}"]
+    assert errors_of(a) == [f"{b} (included by {a}): include: include cycle: {a} -> {b} -> {a}"]
 
 
 def test_missing_include_names_including_file(write, tmp_path):
     write("a.yaml", "include: gone.yaml\n")
     top = write("top.yaml", MIN + "include: a.yaml\n")
     [line] = errors_of(top)
-    assert line.startswith(f"{tmp_path / 'a.yaml'}: include: cannot include 'gone.yaml'")
+    assert line.startswith(f"{tmp_path / 'a.yaml'} (included by {top}): include: cannot include 'gone.yaml'")
 
 
 def test_errors_name_the_file_that_set_the_key(write):
@@ -126,16 +126,15 @@ def test_errors_name_the_file_that_set_the_key(write):
     top = write("top.yaml", "include: base.yaml\ndomain: knowledge\nmodel: {dtype: float16}\nself_edit: {n: 0}\n")
     assert sorted(errors_of(top)) == sorted([
         f"{top}: model.chat_template: required key is missing",  # missing keys: the top-level file
-        f"{base}: inner_loop.lr: Input should be greater than 0",
+        f"{base} (included by {top}): inner_loop.lr: Input should be greater than 0",
         f"{top}: self_edit.n: Input should be greater than 0",  # overridden in top, so top set it
     ])
 
 
 def test_errors_in_included_file_are_reported(write):
     bad = write("bad.yaml", "seed: 1\nseed: 2\n")
-    assert errors_of(write("top.yaml", MIN + "include: bad.yaml\n")) == [
-        f"{bad}: seed: duplicate key (lines 1 and 2)"
-    ]
+    top = write("top.yaml", MIN + "include: bad.yaml\n")
+    assert errors_of(top) == [f"{bad} (included by {top}): seed: duplicate key (lines 1 and 2)"]
 
 
 # --- sections ---------------------------------------------------------------------------------
@@ -155,7 +154,7 @@ def test_section_errors_prefixed_by_section(write):
     assert sorted(errors_of(params, "knowledge")) == sorted([
         f"{params}: knowledge.inner_loop.lr: Input should be greater than 0",
         f"{params}: knowledge.model: required key is missing",
-        f"{base}: evaluation.repeats: Input should be greater than 0",  # a key path inside base.yaml
+        f"{base} (included by {params}): evaluation.repeats: Input should be greater than 0",  # a key inside base
     ])
 
 

@@ -74,6 +74,9 @@ RULES = [
     R("DataSpec", "_path_rules", {"kind": "fictional", "path": "x.json"}, "data.kind is 'fictional'", {"kind": "fictional"}),
     R("DataSpec", "_path_rules", {"kind": "squad_json"}, "data.path is not set", {"kind": "squad_json", "path": "x.json"}),
     R("DataSpec", "_path_rules", {"questions_per_passage": 4}, ">= 5", {"questions_per_passage": 5}),
+    # the fictional generator's names run out: offset + n_passages is bounded
+    R("DataSpec", "_path_rules", {"offset": 9_999, "n_passages": 2}, "more than the 10000 fictional passages",
+      {"offset": 9_998, "n_passages": 2}),
     R("SelfEditSpec", "_template_rules", {"prompt": "custom"}, "template is not set",
       {"prompt": "custom", "template": "{passage}"}),
     R("SelfEditSpec", "_template_rules", {"prompt": "custom", "template": "{title}"}, r"placeholder \{passage\}",
@@ -138,6 +141,9 @@ RULES = [
     R("RayExecutor", "_resources_agree", {"workers": 1, "threads_per_worker": 4}, "oversubscribe",
       {"workers": 1, "threads_per_worker": 4, "num_cpus_per_worker": 4}),
     R("LocalExecutor", "_workers", {"workers": 0}, "at least 1, or auto", {"workers": 2}),
+    R("LocalExecutor", "_workers", {"workers": 257}, "more than 256", {"workers": 256}),
+    R("RayExecutor", "_gpus", {"workers": 1, "num_gpus_per_worker": 17}, "at most 16",
+      {"workers": 1, "num_gpus_per_worker": 16}),
     # --- fewshot ------------------------------------------------------------------------------------------------
     R("TaskSelectionSpec", "_ids", {"split": "train", "ids": []}, "at least one task id",
       {"split": "train", "ids": ["6150a2bd"]}),

@@ -1,26 +1,65 @@
-"""Small file helpers: every write is atomic (temp file + rename), so a killed stage never leaves half a file."""
+"""Small file helpers: every write is atomic (temp file + rename), so a killed stage never leaves half a file, and
+a full disk is one line (`DiskFull`), never a traceback, and leaves no partial file behind."""
 
 from __future__ import annotations
 
+import errno
 import json
 import os
+import shutil
 import tempfile
 from pathlib import Path
 from typing import Iterable
 
+from seal_repro.errors import UserError
+
+# "No space left on device" and "Disk quota exceeded": what a full disk looks like to a write.
+DISK_FULL_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT})
+
+
+class DiskFull(UserError):
+    """A write failed because the disk (or quota) is full; the partial file was removed."""
+
+    exit_code = 1  # not a malformed input, but the stage must stop
+
+
+def is_disk_full(err: BaseException) -> bool:
+    """Whether `err` is a full disk: an OSError with ENOSPC/EDQUOT, or shutil.Error (copytree) wrapping one."""
+    if isinstance(err, shutil.Error):  # copytree collects (src, dst, why) and loses the errno
+        return any(os.strerror(n) in str(err) for n in DISK_FULL_ERRNOS)
+    return isinstance(err, OSError) and err.errno in DISK_FULL_ERRNOS
+
+
+def disk_full(path: str | Path, err: BaseException) -> DiskFull:
+    """The one-line error for a write of `path` that failed on a full disk."""
+    where = Path(path)
+    while not where.exists() and where != where.parent:  # the nearest folder that exists: its file system
+        where = where.parent
+    try:
+        free = f", {shutil.disk_usage(where).free} bytes free"
+    except OSError:
+        free = ""
+    reason = os.strerror(err.errno) if isinstance(err, OSError) and err.errno else "no space left on device"
+    return DiskFull(f"{path}: cannot write: {reason.lower()}{free}; free some space and re-run "
+                    "(nothing partial was kept)")
+
 
 def atomic_write_text(path: str | Path, text: str) -> None:
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    tmp = None
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
             fh.write(text)
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+    except BaseException as err:
+        if tmp is not None:
+            Path(tmp).unlink(missing_ok=True)
+        if is_disk_full(err):
+            raise disk_full(path, err) from None
         raise
 
 

@@ -20,7 +20,7 @@ import tempfile
 from pathlib import Path
 from typing import Callable, Iterator, Sequence
 
-from seal_repro.io import atomic_write_text
+from seal_repro.io import atomic_write_text, disk_full, is_disk_full
 
 # The libraries whose code computes a round (training, generation, scoring): a new version of any of them may
 # change what a round returns, so each key names their installed versions.
@@ -85,34 +85,49 @@ class Memo:
         return self.root / key[:2] / f"{key}.d"
 
     def get_dir(self, key: str, dest: Path) -> bool:
-        """Copy the folder memoized under `key` to `dest` (replacing it); False (and a miss) when there is none."""
+        """Copy the folder memoized under `key` to `dest` (replacing it); False (and a miss) when there is none.
+        `dest` is whole or absent, never half copied: the copy is made beside it and renamed into place."""
         src = self._dir(key)
         if self.enabled and src.is_dir():
-            dest = Path(dest)
-            if dest.exists():
-                shutil.rmtree(dest)
-            shutil.copytree(src, dest)
+            _copy_dir_atomically(src, Path(dest), replace=True)
             self.hits += 1
             return True
         self.misses += 1
         return False
 
     def put_dir(self, key: str, src: Path) -> None:
-        """Memoize a copy of folder `src`; the copy appears whole or not at all (renamed into place)."""
-        if not self.enabled:
-            return
-        final = self._dir(key)
+        """Memoize a copy of folder `src`; the copy appears whole or not at all (renamed into place), so a kill or
+        a full disk mid-copy leaves at most a hidden `.tmp-*` folder that no lookup reads. Two processes
+        memoizing the same key at once both succeed: the second finds the first's copy, equally good."""
+        if self.enabled:
+            _copy_dir_atomically(Path(src), self._dir(key), replace=False)
+
+
+def _copy_dir_atomically(src: Path, final: Path, replace: bool) -> None:
+    """Copy folder `src` to `final` through a hidden temporary sibling renamed into place. replace=False: an
+    existing `final` is kept (a memo entry is immutable); replace=True: it is swapped out. A full disk is one
+    line (seal_repro.io.DiskFull) and leaves no temporary folder."""
+    tmp = None
+    try:
         final.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(dir=final.parent, prefix=".tmp-"))
+        tmp = Path(tempfile.mkdtemp(dir=final.parent, prefix=f".tmp-{final.name}-"))
+        shutil.copytree(src, tmp, dirs_exist_ok=True)
+        if replace and final.exists():
+            old = Path(tempfile.mkdtemp(dir=final.parent, prefix=f".old-{final.name}-"))
+            os.replace(final, old / final.name)  # out of the way in one rename; removed below
+            shutil.rmtree(old, ignore_errors=True)
         try:
-            shutil.copytree(src, tmp, dirs_exist_ok=True)
-            try:
-                os.rename(tmp, final)
-            except OSError:  # another process memoized it first: theirs is as good as ours
-                pass
-        finally:
-            if tmp.exists():
-                shutil.rmtree(tmp, ignore_errors=True)
+            os.rename(tmp, final)
+        except OSError:
+            if replace or not final.is_dir():  # not "another process memoized it first": a real failure
+                raise
+    except (OSError, shutil.Error) as err:
+        if is_disk_full(err):
+            raise disk_full(final, err) from None
+        raise
+    finally:
+        if tmp is not None and tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
 
 
 def memoized(memo: Memo, keys: Sequence[str | None], compute: Callable[[list[int]], Iterator[tuple[int, dict]]],

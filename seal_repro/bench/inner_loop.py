@@ -245,9 +245,10 @@ def _generate_scorer(engine, spec, passages):
 
     ev = spec.evaluation
     questions = {q.id: q.question for p in passages for q in p.questions}
+    titles = {q.id: p.title for p in passages for q in p.questions}
 
     def score(question_ids: list[str]) -> list[dict]:
-        prompts = [render_prompt(engine.tokenizer, ev.answer_prompt.format(question=questions[i]),
+        prompts = [render_prompt(engine.tokenizer, ev.answer_prompt.format(question=questions[i], title=titles[i]),
                                  spec.model.chat_template) for i in question_ids]
         answers = engine.generate(prompts, max_new_tokens=ev.max_new_tokens, batch_size=ev.batch_size, stop=("\n",))
         return [{"question_id": i, "prediction": a} for i, a in zip(question_ids, answers)]
@@ -388,14 +389,14 @@ def _run_bench(spec, model_dir: Path, settings: BenchSettings) -> dict:
         for k, rnd in enumerate(rounds, 1):
             with timed(device, ref_t):
                 ref_rounds.append(reference.run_round(rnd.sequences, [q.question for q in rnd.passage.questions],
-                                                      rnd.seed(spec.seed)))
+                                                      rnd.seed(spec.seed), title=rnd.passage.title))
             _log(f"reference round {k}/{len(rounds)}: {ref_t[-1]:.2f} s")
 
         # One full generation batch (evaluation.batch_size prompts) of the spec's questions, from every passage:
         # the batch the stages fill when they generate self-edits or score many rounds' answers.
-        all_questions = [q for p in passages for q in p.questions]
-        prompts = [render_prompt(tok, ev.answer_prompt.format(question=q.question), spec.model.chat_template)
-                   for q in all_questions[: ev.batch_size]]
+        all_questions = [(q, p.title) for p in passages for q in p.questions]
+        prompts = [render_prompt(tok, ev.answer_prompt.format(question=q.question, title=title), spec.model.chat_template)
+                   for q, title in all_questions[: ev.batch_size]]
         gen = generation_throughput(engine, prompts, max_new_tokens=ev.max_new_tokens, batch_size=ev.batch_size)
         _log(f"generation: batched and one-at-a-time outputs identical: {gen['same_outputs']}")
 

@@ -64,7 +64,7 @@ class ReferenceInnerLoop:
                 for ids, att in zip(enc["input_ids"], enc["attention_mask"])]
         return Dataset.from_list(rows)
 
-    def run_round(self, sequences: Sequence[str], questions: Sequence[str], seed: int) -> ReferenceRound:
+    def run_round(self, sequences: Sequence[str], questions: Sequence[str], seed: int, title: str = "") -> ReferenceRound:
         import torch
         from peft import LoraConfig, get_peft_model
         from transformers import Trainer, TrainingArguments, default_data_collator
@@ -105,18 +105,18 @@ class ReferenceInnerLoop:
         steps = trainer.state.global_step
 
         peft_model.eval()
-        predictions = [self._answer(peft_model, q) for q in questions]
+        predictions = [self._answer(peft_model, q, title) for q in questions]
         result = ReferenceRound(predictions, steps, counted["tokens"], counted["real"], train_seconds)
         del trainer
         self.model = peft_model.unload()  # the LoRA layers out, the base layers back: the model as loaded
         self.model.eval()
         return result
 
-    def _answer(self, model, question: str) -> str:
+    def _answer(self, model, question: str, title: str = "") -> str:
         import torch
 
         tok = self.tokenizer
-        prompt = render_prompt(tok, self.answer_prompt.format(question=question), self.chat_template)
+        prompt = render_prompt(tok, self.answer_prompt.format(question=question, title=title), self.chat_template)
         enc = tok(prompt, return_tensors="pt", add_special_tokens=False).to(self.model.device)
         with torch.no_grad():
             out = model.generate(**enc, max_new_tokens=self.max_new_tokens, do_sample=False, temperature=None,

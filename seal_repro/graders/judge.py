@@ -116,7 +116,7 @@ class JudgeClient:
         self._sleep = sleep
         self._rng = random.Random(seed)
         self._opener = urllib.request.build_opener()  # reads proxy settings from the environment now
-        self._needs_title = "title" in format_fields(spec.user_prompt)
+        self._needs_title = "title" in format_fields(spec.user_prompt) or "title" in format_fields(spec.question_format)
 
     def scrub(self, text: str) -> str:
         """Remove the API key from any text that may leave this object."""
@@ -161,15 +161,17 @@ class JudgeClient:
     def _title(self, item: GradeItem) -> str:
         title = getattr(item, "title", None)
         if self._needs_title and not isinstance(title, str):
-            raise UserError("evaluation.grader.user_prompt shows {title}, but the answers to grade carry no passage "
+            raise UserError("evaluation.grader's prompt shows {title}, but the answers to grade carry no passage "
                             f"title (question {item.question!r})")
         return title or ""
 
     def prompt(self, item: GradeItem) -> str:
         """The user message for one answer (the spec's `user_prompt`, filled in)."""
         prediction = item.prediction.strip() or "(empty)"
+        title = self._title(item)
+        question = self.spec.question_format.replace("{title}", title).replace("{question}", item.question)
         return self.spec.user_prompt.format(
-            question=item.question, title=self._title(item), golds=" | ".join(item.golds),
+            question=question, title=title, golds=" | ".join(item.golds),
             gold=item.golds[0] if item.golds else "", prediction=prediction, pred=prediction,
         )
 

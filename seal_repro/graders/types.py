@@ -14,6 +14,7 @@ class GradeItem:
     question: str
     golds: tuple[str, ...]
     prediction: str
+    title: str | None = None  # the passage's title, for a judge prompt that shows it ({title}); None: unknown
 
 
 @dataclass(frozen=True)

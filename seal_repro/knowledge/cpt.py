@@ -17,7 +17,6 @@ from pathlib import Path
 
 import torch
 
-from seal_repro import models
 from seal_repro.codehash import code_fingerprint
 from seal_repro.data.records import Passage
 from seal_repro.engine import LoraEngine, TrainExample, train_config
@@ -28,7 +27,8 @@ from seal_repro.knowledge.grading import grade_records
 from seal_repro.knowledge.inner_loop import ScorerFactory
 from seal_repro.knowledge.self_edits import by_passage
 from seal_repro.knowledge.sequences import training_sequences
-from seal_repro.memo import Memo, fingerprint_model_dir, key_of
+from seal_repro.memo import Memo, key_of
+from seal_repro.policy import load_policy, policy_fingerprint
 
 
 def condition_self_edits(condition: str, passage: Passage, base_edits: dict[str, list[str]],
@@ -87,9 +87,11 @@ def examples(seqs: Sequence[str]) -> list[TrainExample]:
 
 
 def run_cpt(spec, model_dir: Path, data_dir: Path, base_self_edits: Path, seal_self_edits: Path | None, out: Path,
-            scorer: ScorerFactory, memo: Memo) -> dict:
-    """Every cpt condition: its corpus, one model trained on it (from the base model), all questions answered.
-    `base_self_edits`/`seal_self_edits`: self_edits.jsonl of the base model and of the final SEAL policy."""
+            scorer: ScorerFactory, memo: Memo, seal_policy: Path | None = None) -> dict:
+    """Every cpt condition: its corpus, one model trained on it, all questions answered. The model trained is the
+    base model, and for the seal condition with `cpt.seal_model: policy` the final SEAL policy (`seal_policy`,
+    merged in), as the reference's CPT adapts the RL checkpoint. `base_self_edits`/`seal_self_edits`:
+    self_edits.jsonl of the base model and of the final SEAL policy."""
     cpt = spec.cpt
     passages = read_passages(data_dir)[: cpt.n_passages]
     by_id = {p.id: p for p in passages}
@@ -98,33 +100,34 @@ def run_cpt(spec, model_dir: Path, data_dir: Path, base_self_edits: Path, seal_s
     qids = [q.id for p in passages for q in p.questions]
     cfg = train_config(cpt)
     lora = cpt.lora or spec.inner_loop.lora
-    fingerprint = fingerprint_model_dir(model_dir)
     code = code_fingerprint(__name__, *scorer.code_modules)
     ev = spec.evaluation
-    plan = []  # (condition, corpus, memo key, memoized result or None)
+    plan = []  # (condition, corpus, the model it trains (None: the base), memo key, memoized result or None)
     for cond in cpt.conditions:
         seqs = corpus(cond, passages, base_edits, seal_edits, spec)
+        start = seal_policy if cond == "seal" and cpt.seal_model == "policy" else None
         key = key_of({
-            "cpt": cpt.method, "code": code, "model": fingerprint, "dtype": spec.model.dtype,
+            "cpt": cpt.method, "code": code, "model": policy_fingerprint(model_dir, start), "dtype": spec.model.dtype,
             "chat_template": spec.model.chat_template, "sequences": seqs,
             "lora": lora.model_dump(mode="json") if cpt.method == "lora" else None, "train": cfg.__dict__,
-            "seed": spec.seed, "questions": qids, "answer_prompt": ev.answer_prompt, "max_new_tokens": ev.max_new_tokens,
+            "seed": spec.seed, "questions": qids, "titles": [p.title for p in passages],
+            "answer_prompt": ev.answer_prompt, "max_new_tokens": ev.max_new_tokens, "stop": list(ev.stop),
         })
-        plan.append((cond, seqs, key, memo.get(key)))
-    todo = [i for i, (*_, done) in enumerate(plan) if done is None]
+        plan.append([cond, seqs, start, key, memo.get(key)])
     kit: dict = {}
 
-    def build():
+    def build(start):
         kit.clear()
         gc.collect()
-        model, tok = models.load(spec.model, Path(model_dir))
+        model, tok = load_policy(spec, Path(model_dir), start)
         kit["engine"] = FullEngine(model, tok) if cpt.method == "full" else LoraEngine(model, tok, lora)
         kit["scorer"] = scorer(kit["engine"].base_model, tok, Path(data_dir) / "questions.jsonl", spec)
+        kit["start"] = start
 
-    def train_and_score(j: int) -> dict:
-        _, seqs, _, _ = plan[todo[j]]
+    def train_and_score(i: int) -> dict:
+        _, seqs, start, _, _ = plan[i]
         if cpt.method == "full" and kit.get("trained"):
-            build()  # full fine-tuning changed the weights: the next condition starts from the base model again
+            build(start)  # full fine-tuning changed the weights: the next condition starts from its model again
         engine = kit["engine"]
         engine.reset(spec.seed)
         train = None
@@ -135,16 +138,19 @@ def run_cpt(spec, model_dir: Path, data_dir: Path, base_self_edits: Path, seal_s
                      "final_loss": st.final_loss}
         return {"train": train, "answers": kit["scorer"].score(qids)}
 
-    if todo:
-        build()
-        # The conditions are independent: the local executor's forked copies train them side by side.
+    # The conditions are independent: the local executor's forked copies train those on one model side by side.
+    for start in dict.fromkeys(entry[2] for entry in plan):
+        todo = [i for i, entry in enumerate(plan) if entry[2] == start and entry[4] is None]
+        if not todo:
+            continue
+        build(start)
         for j, result in local_executor(spec.executor, spec.model.device).map(
-                train_and_score, len(todo), kit["engine"].device, describe=lambda j: f"cpt condition {plan[todo[j]][0]}"):
-            cond, seqs, key, _ = plan[todo[j]]
-            memo.put(key, result)
-            plan[todo[j]] = (cond, seqs, key, result)
+                lambda j: train_and_score(todo[j]), len(todo), kit["engine"].device,
+                describe=lambda j: f"cpt condition {plan[todo[j]][0]}"):
+            memo.put(plan[todo[j]][3], result)
+            plan[todo[j]][4] = result
     records, stats = [], {}
-    for cond, seqs, _, result in plan:
+    for cond, seqs, _, _, result in plan:
         answers = {a["question_id"]: a for a in result["answers"]}
         rounds = [{"condition": cond, "passage_id": p.id, "self_edit_index": 0, "repeat": 0,
                    "answers": [answers[q.id] for q in p.questions]} for p in passages]

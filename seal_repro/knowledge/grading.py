@@ -22,10 +22,11 @@ def grade_records(spec, rounds: Sequence[dict], passages: Mapping[str, Passage],
                 "condition": rnd["condition"], "passage_id": p.id, "self_edit_index": rnd["self_edit_index"],
                 "repeat": rnd["repeat"], "question_id": q.id, "question": q.question, "golds": list(q.golds),
                 "prediction": a["prediction"], "contains": a["contains"], "exact_match": a["exact_match"],
-                "f1": a["f1"],
+                "f1": a["f1"], "title": p.title,
             })
     grader = spec.evaluation.grader
-    results = grade(grader, [GradeItem(r["question"], tuple(r["golds"]), r["prediction"]) for r in flat])
+    results = grade(grader, [GradeItem(r["question"], tuple(r["golds"]), r["prediction"], r.pop("title"))
+                             for r in flat])
     for rec, res in zip(flat, results):
         rec["correct"] = res.correct  # None = ungraded (judge failure), never counted as wrong
         rec["grade_detail"] = res.detail

@@ -114,8 +114,8 @@ def plan_rounds(condition: str, passages: Sequence[Passage], self_edits: dict[st
     for p in passages:
         if condition in ("base", "passage"):
             edits: list[str | None] = [None]
-        elif condition == "teacher_synthetic":
-            edits = list(p.teacher_self_edits)
+        elif condition == "teacher_synthetic":  # the teacher's first self_edit.n (the paper evaluates the first)
+            edits = list(p.teacher_self_edits)[: spec.self_edit.n]
         else:  # base_synthetic and every condition whose self-edits a policy wrote (SEAL, RL samples)
             edits = list(self_edits.get(p.id, []))
         for i, edit in enumerate(edits):
@@ -132,8 +132,9 @@ def round_key(rnd: Round, spec: ExperimentSpec, model_fingerprint: str, code: st
         "sequences": list(rnd.sequences), "lora": spec.inner_loop.lora.model_dump(mode="json") if trains else None,
         "train": train_config(spec.inner_loop, mask_prompt=spec.inner_loop.mask_prompt).__dict__ if trains else None,
         "seed": rnd.seed(spec.seed) if trains else None,
-        "questions": [(q.id, q.question) for q in rnd.passage.questions],
+        "questions": [(q.id, q.question) for q in rnd.passage.questions], "title": rnd.passage.title,
         "answer_prompt": spec.evaluation.answer_prompt, "max_new_tokens": spec.evaluation.max_new_tokens,
+        "stop": list(spec.evaluation.stop), "batch_size": spec.evaluation.batch_size,
     })
 
 

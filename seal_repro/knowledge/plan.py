@@ -68,10 +68,12 @@ def _plan_sections(plan: Plan, spec, n: int, p_tok: int, q_per_p: int, per_round
         if n_train is None:
             raise UserError("rl.train_data.n_passages: needed by `plan` when the data file is not read (set it)")
         q_train = rl.train_data.questions_per_passage if rl.train_data.kind == "fictional" else 5
-        gens = rl.iterations * n_train * rl.k
+        n_train = min(n_train, rl.passages_per_iteration or n_train)  # the passages one iteration samples for
+        sampled = rl.iterations + int(rl.held_in_check)  # the held-in check samples and rewards once more
+        gens = sampled * n_train * rl.k
         sample_rounds = gens * rl.repeats
-        base_rounds = rl.iterations * n_train * (1 if rl.baseline == "base" else rl.repeats)
-        kept = n_train * {"best1": 1, "top_m": rl.top_m or 1, "beats_baseline": rl.k}[rl.keep]  # at most
+        base_rounds = sampled * n_train * (1 if rl.baseline == "base" else rl.repeats)
+        kept = n_train * {"best1": 1, "top_m": rl.top_m or 1, "beats_baseline": rl.k, "solved": rl.k}[rl.keep]  # at most
         train = sample_rounds * per_round_tokens["base_synthetic"] * il.epochs
         train += 0 if rl.baseline == "base" else base_rounds * per_round_tokens["passage"] * il.epochs
         sft = rl.iterations * kept * (prompt_tok + edit_tok) * rl.sft.epochs

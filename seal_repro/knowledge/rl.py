@@ -105,13 +105,22 @@ class KnowledgeRL:
             self.held_in(self.rl.iterations + 1, prev)
         return summaries
 
+    def passages(self, k: int) -> list[Passage]:
+        """Iteration k's training passages: all of them, or the k-th block of rl.passages_per_iteration (cycling)."""
+        m = self.rl.passages_per_iteration
+        if m is None or m >= len(self.train):
+            return self.train
+        start = ((k - 1) * m) % len(self.train)
+        return (self.train + self.train)[start: start + m]
+
     def held_in(self, k: int, policy: Path) -> dict:
         """The final policy's own samples on the training passages, rewarded like an iteration's but trained on by
         nothing: with iteration i's samples (policy i-1) they show whether each policy writes better self-edits
         for the passages it was trained on than the one before it."""
         folder = self.out / "held_in"
         model, tok = load_policy(self.spec, self.model_dir, policy)
-        samples, scored, results, _ = self._sample_and_reward(k, policy, model, tok, desc="held-in check")
+        samples, scored, results, _ = self._sample_and_reward(k - 1, policy, model, tok, desc="held-in check",
+                                                              seed_iteration=k)
         it = rest_em.Iteration(samples, scored, [], None, rest_em.iteration_metrics(scored, []))
         summary = {"policy_iteration": k - 1, "metrics": it.metrics, "rounds": len(results)}
         write_jsonl(folder / "samples.jsonl", _sample_rows(it))
@@ -120,21 +129,22 @@ class KnowledgeRL:
               f"{it.metrics['mean_reward']:.3f} -> {folder}")
         return summary
 
-    def _sample_and_reward(self, k: int, prev: Path | None, model, tok, desc: str):
-        """Policy `prev` (on `model`) samples k self-edits per training passage with iteration k's seeds; each is
-        rewarded by the inner loop on the policy model. Returns (samples, scored, round results, graded records)
-        and leaves `self._kit` (the kit over `model`) for the SFT."""
+    def _sample_and_reward(self, k: int, prev: Path | None, model, tok, desc: str, seed_iteration: int | None = None):
+        """Policy `prev` (on `model`) samples rl.k self-edits per passage of iteration k (with the seeds of
+        iteration `seed_iteration`, default k); each is rewarded by the inner loop on the policy model. Returns
+        (samples, scored, round results, graded records) and leaves `self._kit` (the kit over `model`) for the SFT."""
         spec, rl, memo = self.spec, self.rl, self.memo
-        by_id = {p.id: p for p in self.train}
+        passages = self.passages(k)
+        by_id = {p.id: p for p in passages}
         fingerprint = policy_fingerprint(self.model_dir, prev)
-        rows = sample_k(model, tok, spec, self.train, rl.k, spec.seed + rl_seed_offset(k), memo=memo,
+        rows = sample_k(model, tok, spec, passages, rl.k, spec.seed + rl_seed_offset(seed_iteration or k), memo=memo,
                         model_fingerprint=fingerprint)
         samples = [rest_em.Sample(r["passage_id"], r["index"], r["text"], r["tokens"], r["truncated"]) for r in rows]
         recipe = KitRecipe.of(spec, self.model_dir, self.data_dir / "rl_questions.jsonl", self.scorer, prev)
         kit = self._kit = recipe.build(model, tok)  # after sampling: the kit wraps the model in LoRA layers
         edits = by_passage([{"passage_id": s.context_id, "index": s.index, "text": s.text} for s in samples])
         with make_executor(spec.executor, recipe, spec.model.device) as executor:
-            results = run_rounds(rl_rounds(self.train, edits, spec, rl), kit, spec, fingerprint, memo, desc=desc,
+            results = run_rounds(rl_rounds(passages, edits, spec, rl), kit, spec, fingerprint, memo, desc=desc,
                                  executor=executor)
         records = grade_records(spec, results, by_id)
         return samples, score_samples(records, samples, rl), results, records
@@ -143,7 +153,7 @@ class KnowledgeRL:
     def iteration(self, k: int, prev: Path | None) -> dict:
         spec, rl = self.spec, self.rl
         folder = self.out / f"iter{k}"
-        by_id = {p.id: p for p in self.train}
+        by_id = {p.id: p for p in self.passages(k)}
         model, tok = load_policy(spec, self.model_dir, prev)
         done: dict = {}
 
@@ -161,7 +171,7 @@ class KnowledgeRL:
                 return None
             return self.train_policy(k, prev, self._kit.engine.peft_model.unload(), tok, examples)
 
-        it = rest_em.iterate(self.train, sample=sample, reward=reward, keep=rl.keep, top_m=rl.top_m, sft=sft)
+        it = rest_em.iterate(self.passages(k), sample=sample, reward=reward, keep=rl.keep, top_m=rl.top_m, sft=sft)
         if it.sft is None:  # nothing to learn: the policy stays the previous one (iteration 1: an untrained LoRA)
             policy = folder / "policy"
             if prev is None:
@@ -175,7 +185,7 @@ class KnowledgeRL:
         print(f"rl iteration {k}: {len(it.scored)} self-edits, mean reward {it.metrics['mean_reward']:.3f}, "
               f"{it.metrics['share_beating_baseline']:.0%} beat the baseline, {len(it.kept)} kept -> {folder}")
         return {"iteration": k, "active": True, "metrics": it.metrics, "sft": it.sft, "policy_trained": it.sft is not None,
-                "training_passages": len(self.train), "rounds": len(done["results"]),
+                "training_passages": len(self.passages(k)), "rounds": len(done["results"]),
                 "rl": rl.model_dump(mode="json", exclude={"iterations"}), **peak_memory_of(done["results"])}
 
     def train_policy(self, k: int, prev: Path | None, model, tok, examples: list[TrainExample]) -> dict | None:

@@ -30,6 +30,9 @@ class CPTSpec(TrainingSpec):
         None, description="how self-edits become sequences (see inner_loop.split); null = inner_loop.split"
     )
     lora: LoraSpec | None = Field(None, description="method lora only; null = inner_loop.lora")
+    seal_model: Literal["base", "policy"] = Field(
+        "base", description="the model the seal condition's corpus trains: the base model (as every other condition) "
+        "or the final SEAL policy merged in (the reference's CPT adapts the RL checkpoint)")
     epochs: PositiveInt = default("epochs", 3)
     batch_size: PositiveInt = default("batch_size", 4)
     grad_accum: PositiveInt = default("grad_accum", 2)

@@ -1,5 +1,6 @@
 """How an adapted model is scored: the no-context answer prompt, generation, the grader."""
 
+import re
 import string
 from typing import Annotated, Literal, Union
 
@@ -111,6 +112,18 @@ class JudgeGrader(Strict):
     empty_answer: Literal["ask", "wrong"] = Field(
         "ask", description="an empty (whitespace-only) answer: ask: sent to the judge as '(empty)'; wrong: graded wrong "
         "without asking (the reference)")
+    question_format: Annotated[str, StringConstraints(min_length=1, max_length=2_000)] = Field(
+        "{question}", description="how the question appears in the prompt's {question}: the question alone, or e.g. "
+        "'Topic: {title}\\n{question}' (the reference grades the question with its passage's title)")
+
+    @field_validator("question_format")
+    @classmethod
+    def _question_format(cls, v: str) -> str:
+        unknown = sorted(set(re.findall(r"{(\w*)}", v)) - {"question", "title"})
+        if "{question}" not in v or unknown:
+            raise ValueError("must contain {question} and no placeholder but {question} and {title}"
+                             + (f" (found {', '.join('{' + u + '}' for u in unknown)})" if unknown else ""))
+        return v
 
     @field_validator("user_prompt")
     @classmethod

@@ -53,6 +53,9 @@ class RLSpec(Strict):
     )
     top_m: PositiveInt | None = Field(None, le=MAX_SAMPLES, description="m for keep: top_m (at most rl.k)")
     sft: PolicySFTSpec = PolicySFTSpec()
+    passages_per_iteration: PositiveInt | None = Field(
+        None, description="iteration i samples for the i-th block of this many training passages (the reference "
+        "draws each iteration's passages afresh); null: every iteration uses every training passage")
     held_in_check: bool = Field(
         False, description="after the last iteration, also sample and reward the final policy's self-edits on the "
         "training passages (no SFT): with each iteration's samples, whether every policy beats the one before it")

@@ -93,6 +93,10 @@ RULES = [
     R("JudgeGrader", "_user_placeholders", {"base_url": "http://j", "model": "m", "user_prompt": "{question} {pred}"},
       r"placeholder \{golds\} or \{gold\}",
       {"base_url": "http://j", "model": "m", "user_prompt": "{question} {gold} {pred}"}),
+    # the graded question may carry the passage title (the reference's "Topic:" line), nothing else
+    R("JudgeGrader", "_question_format", {"base_url": "http://j", "model": "m", "question_format": "{passage}: {question}"},
+      r"no placeholder but \{question\} and \{title\}",
+      {"base_url": "http://j", "model": "m", "question_format": "Topic: {title}\n{question}"}),
     R("RLSpec", "_keep_rules", {"train_data": EVAL8, "keep": "top_m"}, "top_m is not set",
       {"train_data": EVAL8, "keep": "top_m", "top_m": 2}),
     R("RLSpec", "_keep_rules", {"train_data": EVAL8, "keep": "top_m", "top_m": 6}, r"larger than rl.k \(5\)",

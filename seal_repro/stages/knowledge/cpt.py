@@ -25,9 +25,11 @@ def run(args):
         write_skipped(out, "cpt: no cpt section in the spec")
         return
     set_threads()
-    seal = Path(args.rl) / f"seal_iter{spec.rl.iterations}" / "self_edits.jsonl" if spec.rl else None
+    rl = Path(args.rl)
+    seal = rl / f"seal_iter{spec.rl.iterations}" / "self_edits.jsonl" if spec.rl else None
+    policy = rl / f"iter{spec.rl.iterations}" / "policy" if spec.rl else None
     run_cpt(spec, Path(args.model), Path(args.data), Path(args.baselines) / "self_edits.jsonl", seal, out,
-            LmEvalQA(), memo_of(args))
+            LmEvalQA(), memo_of(args), seal_policy=policy)
 
 
 if __name__ == "__main__":

@@ -482,16 +482,17 @@ def generate(model, tokenizer, prompts, **kwargs) -> list[str]:
 @torch.inference_mode()
 def generate_details(model, tokenizer, prompts, *, max_new_tokens, temperature=0.0, top_p=1.0, batch_size=16, seed=0,
                      stop=(), disable_adapter=None, bank: SlotBank | None = None, slots: Sequence[int] | None = None,
-                     strip_leading: bool = True) -> list[Generation]:
+                     strip_leading: bool = True, constraint=None) -> list[Generation]:
     """Batched generation (left-padded; a shared prompt prefix prefilled once); sampled batches are seeded
     `seed + start` by their first prompt's position, so equal inputs give equal outputs.
 
     `bank` and `slots`: prompt i is answered by adapter `slots[i]` of the bank (seal_repro/multilora.py), many
     adapters in one batch. `strip_leading`: leading whitespace is not an answer, so it is dropped before the stop
-    strings apply (False: the text as generated, as lm-eval's HF model cuts it)."""
+    strings apply (False: the text as generated, as lm-eval's HF model cuts it). `constraint`: a callable returning a
+    fresh transformers LogitsProcessor, called once per batch (grammar-constrained decoding keeps per-row state)."""
     import contextlib
 
-    from transformers import StoppingCriteriaList
+    from transformers import LogitsProcessorList, StoppingCriteriaList
 
     device = next(model.parameters()).device
     ends = {t for t in (tokenizer.eos_token_id, tokenizer.pad_token_id) if t is not None}
@@ -523,6 +524,8 @@ def generate_details(model, tokenizer, prompts, *, max_new_tokens, temperature=0
                 kwargs.update(do_sample=True, temperature=temperature, top_p=top_p)
             else:
                 kwargs.update(do_sample=False, temperature=None, top_p=None, top_k=None)
+            if constraint is not None:
+                kwargs["logits_processor"] = LogitsProcessorList([constraint()])
             if any(stop):
                 kwargs["stopping_criteria"] = StoppingCriteriaList(
                     [_StopOnText(tokenizer, enc["input_ids"].shape[1], stop, strip_leading)])

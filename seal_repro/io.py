@@ -24,10 +24,28 @@ class DiskFull(UserError):
 
 
 def is_disk_full(err: BaseException) -> bool:
-    """Whether `err` is a full disk: an OSError with ENOSPC/EDQUOT, or shutil.Error (copytree) wrapping one."""
-    if isinstance(err, shutil.Error):  # copytree collects (src, dst, why) and loses the errno
+    """Whether `err` is a full disk: an OSError with ENOSPC/EDQUOT, or an error that lost the errno but kept its
+    words: shutil.Error (copytree collects (src, dst, why)), safetensors' SafetensorError ("I/O error: No space
+    left on device (os error 28)")."""
+    if isinstance(err, OSError) and err.errno in DISK_FULL_ERRNOS:
+        return True
+    if isinstance(err, (shutil.Error, RuntimeError)) or type(err).__name__ == "SafetensorError":
         return any(os.strerror(n) in str(err) for n in DISK_FULL_ERRNOS)
-    return isinstance(err, OSError) and err.errno in DISK_FULL_ERRNOS
+    return False
+
+
+def as_disk_full(err: BaseException, path: str | Path | None = None) -> DiskFull | None:
+    """`err` as one line when it is a full disk (whatever library wrote: PEFT, safetensors, shutil), else None.
+    For an entry point's `except`: a full disk is then one line and exit 1 wherever it happens."""
+    if isinstance(err, DiskFull):
+        return err
+    if not is_disk_full(err):
+        return None
+    path = path or getattr(err, "filename", None)
+    if path is None:
+        return DiskFull("cannot write a stage output: no space left on device; free some space and re-run "
+                        "(nothing partial was kept)")
+    return disk_full(path, err)
 
 
 def disk_full(path: str | Path, err: BaseException) -> DiskFull:

@@ -146,4 +146,4 @@ REFERENCE = PromptFormat("reference")
 
 
 def format_of(spec) -> PromptFormat:
-    return REFERENCE if spec.evaluation.format == "reference" else OURS
+    return REFERENCE if spec.evaluation.prompt_format == "reference" else OURS

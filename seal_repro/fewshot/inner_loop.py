@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,13 +21,15 @@ from typing import Any, Protocol
 
 from seal_repro import models
 from seal_repro.codehash import code_fingerprint
-from seal_repro.engine import LoraEngine, TrainConfig, TrainExample, render_prompt, train_config as engine_config
+from seal_repro.engine import LoraEngine, TrainConfig, TrainExample, train_config as engine_config
 from seal_repro.errors import AdapterNotApplied
+from seal_repro.fewshot.formats import Prompt, format_of, render
 from seal_repro.fewshot.grids import grid_to_text
-from seal_repro.fewshot.self_edit import SelfEdit, parse_self_edit
+from seal_repro.fewshot.reference_ttt import reference_cap, reference_examples
+from seal_repro.fewshot.self_edit import SelfEdit, parser_for
 from seal_repro.fewshot.tasks import Task
 from seal_repro.fewshot.ttt_data import build_ttt_examples
-from seal_repro.fewshot.vote import predict_with_votes, task_solved, vote_transforms
+from seal_repro.fewshot.vote import predict, task_solved
 from seal_repro.memo import Memo, key_of, memoized
 from seal_repro.memory import PeakMemory
 
@@ -97,12 +100,19 @@ class Round:
 
 
 def resolve_self_edit(text: str, spec) -> tuple[SelfEdit | None, str | None]:
-    """(the self-edit with the spec's defaults filled in, None) or (None, why it is invalid)."""
-    parsed = parse_self_edit(text)
+    """(the self-edit with the spec's defaults filled in, None) or (None, why it is invalid), read as the spec's
+    `self_edit.json_format` says (the reference's format brings its own defaults: a missing key trains 0 epochs)."""
+    parsed = parser_for(spec.self_edit.json_format)(text)
     if not parsed.ok:
         return None, parsed.reason
+    if spec.self_edit.json_format == "reference":  # complete already, with values outside our schema's bounds
+        return parsed.self_edit, None
+    return _with_defaults(parsed.self_edit, spec), None
+
+
+def _with_defaults(edit: SelfEdit, spec) -> SelfEdit:
     il = spec.inner_loop
-    return parsed.self_edit.with_defaults(loss_on=il.loss_on, learning_rate=il.lr, epochs=il.epochs), None
+    return edit.with_defaults(loss_on=il.loss_on, learning_rate=il.lr, epochs=il.epochs)
 
 
 def plan_rounds(condition: str, tasks: Sequence[Task], self_edits: dict[str, list[str]], spec) -> list[Round]:
@@ -112,9 +122,8 @@ def plan_rounds(condition: str, tasks: Sequence[Task], self_edits: dict[str, lis
     for task in tasks:
         if condition == "icl":
             rounds.append(Round(condition, task, 0, None, None))
-        elif condition == "oracle_ttt":
-            edit, _ = resolve_self_edit(spec.oracle.to_json(), spec)
-            rounds.append(Round(condition, task, 0, spec.oracle.to_json(), edit))
+        elif condition == "oracle_ttt":  # a spec object in our schema, whatever self_edit.json_format says
+            rounds.append(Round(condition, task, 0, spec.oracle.to_json(), _with_defaults(spec.oracle, spec)))
         else:
             for i, text in enumerate(self_edits.get(task.id, [])):
                 edit, failure = resolve_self_edit(text, spec)
@@ -122,26 +131,69 @@ def plan_rounds(condition: str, tasks: Sequence[Task], self_edits: dict[str, lis
     return rounds
 
 
-def train_config(edit: SelfEdit, spec) -> TrainConfig:
-    """The inner loop's training settings with the self-edit's own learning rate, epochs and loss."""
-    t = edit.training
-    return engine_config(spec.inner_loop, mask_prompt=t.loss_on == "output_tokens", lr=t.learning_rate,
-                         epochs=t.epochs)
+def planned_epochs(edit: SelfEdit, n_examples: int, spec) -> float:
+    """The epochs a self-edit trains for on `n_examples` examples: its own, or 0 under `inner_loop.step_limit_rule:
+    skip` when epochs x examples // batch_size exceeds max_steps (the reference's gate, few-shot/self-edit.py:553)."""
+    il, epochs = spec.inner_loop, edit.training.epochs
+    if il.step_limit_rule == "skip" and epochs * n_examples // il.batch_size > il.max_steps:
+        return 0
+    return epochs
+
+
+def trains(edit: SelfEdit, n_examples: int, spec) -> bool:
+    """Whether the adapter gets any update (0 epochs or a learning rate of 0, which the reference's JSON allows,
+    leave it at B = 0: the model as it is)."""
+    return n_examples > 0 and planned_epochs(edit, n_examples, spec) > 0 and edit.training.learning_rate > 0
+
+
+def train_config(edit: SelfEdit, spec, n_examples: int | None = None) -> TrainConfig:
+    """The inner loop's training settings with the self-edit's own learning rate, epochs and loss.
+
+    Fractional epochs (the reference's JSON allows them) train as the HF Trainer does: ceil(epochs) passes, cut at
+    ceil(epochs x optimizer steps per epoch). Under `step_limit_rule: skip` a run that passed the gate is not cut
+    at max_steps (the reference has no cap: an odd example count can run a few steps past it)."""
+    t, il = edit.training, spec.inner_loop
+    epochs = t.epochs if n_examples is None else planned_epochs(edit, n_examples, spec)
+    overrides = {"lr": t.learning_rate, "epochs": max(1, math.ceil(epochs))}
+    if il.step_limit_rule == "skip":
+        overrides["max_steps"] = None
+    if n_examples is not None and epochs != int(epochs):
+        per_epoch = max(1, math.ceil(n_examples / il.batch_size) // il.grad_accum)
+        overrides["max_steps"] = math.ceil(epochs * per_epoch)
+    return engine_config(il, mask_prompt=t.loss_on == "output_tokens", **overrides)
+
+
+def _pairs(task: Task, edit: SelfEdit, spec, seed: int) -> list[tuple[Prompt, str]]:
+    """(prompt, completion) of every TTT example of the spec's augmentation set, before the length filter (ours:
+    already capped at max_examples)."""
+    il, fmt = spec.inner_loop, format_of(spec)
+    if il.augmentations == "reference":
+        return reference_examples(task.train, edit.families, fmt, seed=seed, leave_two_out=il.leave_two_out)
+    if fmt.name == "ours":
+        raw = build_ttt_examples(task.train, edit.families, seed=seed, max_examples=il.max_examples,
+                                 leave_two_out=il.leave_two_out)
+        return [(Prompt(ex.prompt), ex.completion) for ex in raw]
+    from seal_repro.fewshot.ttt_data import ttt_tasks  # our tasks, written in the reference's format
+
+    return [(fmt.task_prompt(demos, q_in), fmt.completion(q_out))
+            for demos, (q_in, q_out) in ttt_tasks(task.train, edit.families, seed=seed, max_examples=il.max_examples,
+                                                  leave_two_out=il.leave_two_out)]
 
 
 def ttt_examples(task: Task, edit: SelfEdit, spec, seed: int, tokenizer) -> tuple[list[TrainExample], int]:
-    """(the adapter's training examples, how many were dropped for exceeding inner_loop.max_seq_len)."""
+    """(the adapter's training examples, how many were dropped for exceeding inner_loop.max_seq_len). The reference's
+    augmentation set caps at max_examples after that filter (as the reference), ours before it."""
     il = spec.inner_loop
-    raw = build_ttt_examples(task.train, edit.families, seed=seed, max_examples=il.max_examples,
-                             leave_two_out=il.leave_two_out)
     kept, dropped = [], 0
-    for ex in raw:
-        prompt = render_prompt(tokenizer, ex.prompt, spec.model.chat_template)
-        n = len(tokenizer(prompt + ex.completion, add_special_tokens=False)["input_ids"]) + 1  # + EOS
+    for prompt, completion in _pairs(task, edit, spec, seed):
+        text = render(tokenizer, prompt, spec.model.chat_template)
+        n = len(tokenizer(text + completion, add_special_tokens=False)["input_ids"]) + 1  # + EOS
         if n > il.max_seq_len:
             dropped += 1  # truncating would cut off the answer grid, the part that carries the signal
         else:
-            kept.append(TrainExample(completion=ex.completion, prompt=prompt))
+            kept.append(TrainExample(completion=completion, prompt=text))
+    if il.augmentations == "reference":
+        kept = reference_cap(kept, il.max_examples, seed)
     return kept, dropped
 
 
@@ -155,7 +207,7 @@ def round_key(rnd: Round, spec, model_fingerprint: str, code: str) -> str:
         "inner_loop": spec.inner_loop.model_dump(mode="json") if rnd.self_edit else None,
         "seed": rnd.seed(spec.seed),
         "evaluation": spec.evaluation.model_dump(
-            mode="json", include={"n_attempts", "max_new_tokens", "vote_families"}),
+            mode="json", include={"n_attempts", "max_new_tokens", "vote_families", "voting", "prompt_format"}),
     })
 
 
@@ -185,17 +237,22 @@ def compute_round(kit: Kit, job: Job) -> dict:
     with PeakMemory(engine.device) as peak:
         if rnd.self_edit is not None:
             examples, dropped = ttt_examples(rnd.task, rnd.self_edit, spec, seed, engine.tokenizer)
-            stats = engine.train(examples, train_config(rnd.self_edit, spec), seed=seed)
-            # Zero steps is legitimate (every example too long); steps that changed nothing mean a broken adapter.
-            if stats.steps and not engine.logits_differ_from_base():
+            cfg = train_config(rnd.self_edit, spec, len(examples))
+            trained = trains(rnd.self_edit, len(examples), spec)
+            stats = engine.train(examples if trained else [], cfg, seed=seed)
+            # Zero steps is legitimate (every example too long; a self-edit asking for 0 epochs or one skipped by the
+            # step limit); steps that changed nothing mean a broken adapter — unless the only step ran at the
+            # warmup's learning rate of 0.
+            moved = stats.steps > 1 or (stats.steps == 1 and cfg.warmup_for(stats.steps) == 0)
+            if moved and not engine.logits_differ_from_base():
                 raise AdapterNotApplied(
                     f"adapter for task {rnd.task.id} ({rnd.condition}) left the model's logits unchanged after "
                     f"{stats.steps} steps (check the self-edit's learning_rate / inner_loop.lora.target_modules)"
                 )
             train = {"examples": len(examples), "dropped_too_long": dropped, "steps": stats.steps,
                      "real_tokens": stats.real_tokens, "seconds": round(stats.seconds, 3),
-                     "final_loss": stats.final_loss}
-        attempts = predict_with_votes(rnd.task, logged, vote_transforms(spec), spec.evaluation.n_attempts)
+                     "final_loss": stats.final_loss, "epochs": planned_epochs(rnd.self_edit, len(examples), spec)}
+        attempts = predict(rnd.task, logged, spec)
     return {
         "seed": seed, "train": train, "responses": responses,
         "attempts": [[grid_to_text(g) for g in per_test] for per_test in attempts],

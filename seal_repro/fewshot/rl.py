@@ -4,13 +4,15 @@ condition — the trained policy's self-edits for the evaluation tasks, each →
 Each self-edit is rewarded 1 when its adapter solves its task (the inner loop) and the policy is fine-tuned on
 every rewarded self-edit (keep rule `solved`; loss on the self-edit only, never on its prompt). The policy is a
 LoRA on the base model (`rl.sft.lora`) in a `LoraEngine` of its own; with its adapter reset (B = 0) it *is* the
-base model, which is what the first iteration samples from. Each iteration fine-tunes from the base model on that
+base model, which is what the first iteration samples from. Under `rl.ttt_on_policy` the SEAL condition's rounds run
+on the base model with the trained policy merged in (as the reference's), else on the base model. Each iteration fine-tunes from the base model on that
 iteration's rewarded self-edits (ReST-EM's E-step / M-step); an iteration with nothing to fine-tune on keeps the
 previous policy.
 """
 
 from __future__ import annotations
 
+import gc
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -18,13 +20,13 @@ from seal_repro import models, rest_em
 from seal_repro.engine import LoraEngine, TrainExample
 from seal_repro.fewshot.conditions import evaluate
 from seal_repro.fewshot.inner_loop import KitRecipe, PredictorFactory, plan_rounds, run_rounds
-from seal_repro.fewshot.self_edit import parse_self_edit
+from seal_repro.fewshot.self_edit import parser_for
 from seal_repro.fewshot.self_edits import EVAL_SEED_OFFSET, SELF_EDITS, policy_prompt, read_self_edits, rl_seed, \
     sample_self_edits
 from seal_repro.fewshot.tasks import Task, read_tasks
 from seal_repro.executor import local_executor
 from seal_repro.io import write_json, write_jsonl
-from seal_repro.policy import policy_fingerprint
+from seal_repro.policy import load_policy, policy_fingerprint
 from seal_repro.memo import Memo, fingerprint_model_dir
 
 
@@ -34,7 +36,7 @@ def sft_examples(kept: Sequence[tuple[Task, str]], spec, tokenizer) -> tuple[lis
     alone)."""
     out, dropped = [], 0
     for task, text in kept:
-        parsed = parse_self_edit(text)
+        parsed = parser_for(spec.self_edit.json_format)(text)
         if not parsed.ok:
             continue
         prompt = policy_prompt(task, spec, tokenizer)
@@ -105,13 +107,23 @@ def run_rl(spec, model_dir: Path, tasks_dir: Path, out: Path, predictor: Predict
                              seed=spec.seed + EVAL_SEED_OFFSET, memo=memo, model_fingerprint=state["fingerprint"])
     write_jsonl(out / "records.jsonl", records)
     write_jsonl(out / SELF_EDITS, rows)
-    seal = evaluate("seal", eval_tasks, read_self_edits(out), kit, spec, base_fp, memo, out / "seal")
+    if spec.rl.ttt_on_policy and trained:
+        # The reference's SEAL condition: TTT and prediction on the base model with the policy merged in. An
+        # untrained policy merged in is the base model, so it keeps the base kit (and its memoized rounds).
+        del kit, policy, policy_model  # the merged model is a third copy of the weights: free the other two first
+        gc.collect()
+        merged, merged_tok = load_policy(spec, Path(model_dir), out / "policy")
+        seal_kit, seal_fp = recipe.build(merged, merged_tok), policy_fingerprint(model_dir, out / "policy")
+    else:
+        seal_kit, seal_fp = kit, base_fp
+    seal = evaluate("seal", eval_tasks, read_self_edits(out), seal_kit, spec, seal_fp, memo, out / "seal")
     rewards = [r["reward"] for r in records]
     summary = {
         "skipped": False, "iterations": iterations, "policy_trained": trained,
         "train_success_rate": sum(rewards) / len(rewards) if rewards else None,
         "eval_self_edits": "sampled from the policy" if trained else "the base model's (policy untrained, so identical)",
-        "memo_hits": memo.hits, "memo_misses": memo.misses, "lm_eval_task_version": kit.predict.version,
+        "memo_hits": memo.hits, "memo_misses": memo.misses, "lm_eval_task_version": seal_kit.predict.version,
+        "seal_ttt_base": "the base model with the policy merged in" if seal_fp != base_fp else "the base model",
         "seal": seal,
     }
     write_json(out / "summary.json", summary)

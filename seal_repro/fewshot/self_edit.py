@@ -14,17 +14,25 @@ keys may be left out, and the run's defaults (spec `inner_loop`) fill the gaps.
   ignored, but two JSON objects are ambiguous and rejected;
 - values are checked strictly: `true` not "true", `3` not 3.0 or "3" (a float learning rate may be written as an int);
 - at most 20,000 characters and 8 levels of nesting are read.
+
+`self_edit.schema: reference` reads the reference implementation's JSON instead (`parse_reference_self_edit`),
+with its defaults and its failures (few-shot/self-edit.py:458-555):
+
+    {"data_generation": {"use_basic_augmentations": true, "use_size_augmentations": false,
+                         "use_chain_augmentations": false, "use_repeat_augmentations": true},
+     "training": {"strategy": "train_using_output_tokens", "learning_rate": 0.0001, "num_train_epochs": 3}}
 """
 
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass
 
 from pydantic import ValidationError
 
+from seal_repro.fewshot.formats import OURS, PromptFormat
 from seal_repro.fewshot.tasks import Task
-from seal_repro.fewshot.ttt_data import format_demonstrations
 from seal_repro.spec.arc_self_edit import (  # noqa: F401  (re-exported: the self-edit's schema, with its parser)
     MAX_EPOCHS,
     MAX_LEARNING_RATE,
@@ -153,8 +161,9 @@ Reply with one JSON object and nothing else, for example:
 
 
 
-def self_edit_prompt(task: Task, template: str | None = None) -> str:
-    """The prompt asking for a self-edit: `template` with {demonstrations} replaced by the task's examples.
+def self_edit_prompt(task: Task, template: str | None = None, fmt: PromptFormat = OURS) -> str:
+    """The prompt asking for a self-edit: `template` with {demonstrations} replaced by the task's examples, written
+    in `fmt`'s self-edit format (formats.PromptFormat.self_edit_demonstrations).
 
     Only that placeholder is substituted (no str.format), so a template may show JSON braces freely.
     The test input is not shown: the self-edit is chosen from the demonstrations alone.
@@ -162,4 +171,85 @@ def self_edit_prompt(task: Task, template: str | None = None) -> str:
     template = DEFAULT_TEMPLATE if template is None else template
     if PLACEHOLDER not in template:
         raise ValueError(f"a self-edit template must contain the placeholder {PLACEHOLDER}")
-    return template.replace(PLACEHOLDER, format_demonstrations(task.train))
+    return template.replace(PLACEHOLDER, fmt.self_edit_demonstrations(task.train))
+
+
+# ------------------------------------------------------------------------------------------------ the reference's
+
+REFERENCE_FLAGS = {"use_basic_augmentations": "basic", "use_size_augmentations": "size",
+                   "use_chain_augmentations": "chain", "use_repeat_augmentations": "repeat"}
+REFERENCE_STRATEGIES = {"train_using_all_tokens": "all_tokens", "train_using_output_tokens": "output_tokens"}
+
+
+def _number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _hashable(value) -> bool:
+    return not isinstance(value, (list, dict))
+
+
+def parse_reference_self_edit(text: str) -> ParsedSelfEdit | FailedSelfEdit:
+    """The reference's self-edit, resolved as few-shot/self-edit.py consumes it; the result's `training` holds
+    the reference's raw choices (any learning rate from 0, epochs 0 or fractional), not our schema's bounds.
+
+    Invalid (the reference samples again, self-edit.py:461-464, or crashes; here: a failed pair, or another sample
+    under `self_edit.resample`):
+    - the whole output is not one JSON document (`json.loads` of the text; prose or fences around it fail);
+    - not an object, or `data_generation` / `training` missing or not objects, or holding lists/objects as values
+      (the reference crashes on these: self-edit.py:467-470, 478);
+    - a learning rate that reaches the trainer and is not a finite number >= 0, or an epoch count that reaches it
+      and is not a finite number (the reference crashes in the trainer).
+    Valid, with the reference's defaults (self-edit.py:508-555):
+    - a flag is on when its value is truthy (the string "false" is on); any of the four missing: no augmentation
+      and 0 epochs;
+    - strategy, learning_rate or num_train_epochs missing: 0 epochs, learning rate 0, loss on all tokens;
+    - a strategy other than the two: 0 epochs;
+    - a negative epoch count trains for 0 epochs. 0 epochs (or learning rate 0) is an untrained adapter: the round
+      predicts with the model as it is, as the reference's zero LoRA does.
+    """
+    if not isinstance(text, str) or not text.strip():
+        return FailedSelfEdit("empty output")
+    if len(text) > MAX_CHARS:
+        return FailedSelfEdit(f"output is {len(text)} characters; at most {MAX_CHARS} are read")
+    try:
+        obj = json.loads(text)
+    except (ValueError, RecursionError) as err:
+        return FailedSelfEdit(f"not one JSON document: {err}")
+    if not isinstance(obj, dict):
+        return FailedSelfEdit(f"a JSON {type(obj).__name__}, not an object")
+    dg, tr = obj.get("data_generation"), obj.get("training")
+    for key, value in (("data_generation", dg), ("training", tr)):
+        if not isinstance(value, dict):
+            return FailedSelfEdit(f"{key}: missing or not an object")
+        bad = [k for k, v in value.items() if not _hashable(v)]
+        if bad:
+            return FailedSelfEdit(f"{key}.{bad[0]}: a list or object (the reference fails on it)")
+    # In the reference's order: a missing flag zeroes the epochs (self-edit.py:515-523), a missing training key
+    # zeroes epochs and learning rate (:542-546), an unknown strategy zeroes the epochs (:548-550); only the values
+    # that survive reach the trainer, where a non-number or negative one crashes it.
+    flags_ok = all(k in dg for k in REFERENCE_FLAGS)
+    flags = {name: bool(dg[k]) if flags_ok else False for k, name in REFERENCE_FLAGS.items()}
+    if all(k in tr for k in ("strategy", "learning_rate", "num_train_epochs")):
+        strategy, lr, epochs = tr["strategy"], tr["learning_rate"], tr["num_train_epochs"]
+    else:
+        strategy, lr, epochs = "train_using_all_tokens", 0, 0
+    if not flags_ok or strategy not in REFERENCE_STRATEGIES:
+        epochs = 0
+    if not _number(lr) or lr < 0:
+        return FailedSelfEdit(f"training.learning_rate: {lr!r} is not a finite number >= 0 (the reference's trainer "
+                              "fails on it)")
+    if not _number(epochs):
+        return FailedSelfEdit(f"training.num_train_epochs: {epochs!r} is not a finite number (the reference fails "
+                              "on it)")
+    epochs = max(epochs, 0)
+    strategy = strategy if strategy in REFERENCE_STRATEGIES else "train_using_output_tokens"  # moot at 0 epochs
+    training = TrainingChoice.model_construct(loss_on=REFERENCE_STRATEGIES[strategy], learning_rate=float(lr),
+                                              epochs=epochs)
+    edit = SelfEdit.model_construct(augmentations=Augmentations.model_construct(**flags), training=training)
+    return ParsedSelfEdit(edit, text.strip())
+
+
+def parser_for(schema: str):
+    """The parser of a spec's `self_edit.schema`: text -> ParsedSelfEdit | FailedSelfEdit."""
+    return parse_reference_self_edit if schema == "reference" else parse_self_edit

@@ -72,6 +72,41 @@ def _transforms(families: Iterable[str]) -> tuple[list[GridTransform], list[Demo
     return grid_ts, demo_ts
 
 
+def ttt_tasks(
+    demos: Sequence[Pair],
+    families: Iterable[str] = (),
+    *,
+    seed: int,
+    max_examples: int,
+    leave_two_out: bool = True,
+) -> list[tuple[tuple[Pair, ...], Pair]]:
+    """(in-context demonstrations, (query input, query output)) of every test-time-training example, deduplicated,
+    shuffled with `seed` and capped (`build_ttt_examples` writes them as text).
+
+    Empty when there are fewer than two demonstrations. A grid transform is skipped for a
+    leave-out task when any of its grids would leave 30x30.
+    """
+    if max_examples < 1:
+        raise ValueError(f"max_examples must be >= 1, not {max_examples}")
+    grid_ts, demo_ts = _transforms(families)
+    seen: set = set()
+    tasks: list[tuple[tuple[Pair, ...], Pair]] = []
+    for context_idx, q in leave_out_splits(len(demos), leave_two_out):
+        task = tuple(demos[j] for j in context_idx) + (demos[q],)
+        for gt in grid_ts:
+            if not fits_all(gt, pairs_grids(task)):
+                continue
+            *context, query = apply_to_pairs(gt, task)
+            for dt in demo_ts:
+                ordered = dt.apply(context) if dt is not None else tuple(context)
+                item = (tuple(ordered), query)
+                if item not in seen:
+                    seen.add(item)
+                    tasks.append(item)
+    random.Random(seed).shuffle(tasks)
+    return tasks[:max_examples]
+
+
 def build_ttt_examples(
     demos: Sequence[Pair],
     families: Iterable[str] = (),
@@ -80,27 +115,7 @@ def build_ttt_examples(
     max_examples: int,
     leave_two_out: bool = True,
 ) -> list[TrainingExample]:
-    """Training examples for test-time training on one task's demonstrations.
-
-    Empty when there are fewer than two demonstrations. A grid transform is skipped for a
-    leave-out task when any of its grids would leave 30x30.
-    """
-    if max_examples < 1:
-        raise ValueError(f"max_examples must be >= 1, not {max_examples}")
-    grid_ts, demo_ts = _transforms(families)
-    seen: set[TrainingExample] = set()
-    examples: list[TrainingExample] = []
-    for context_idx, q in leave_out_splits(len(demos), leave_two_out):
-        task = tuple(demos[j] for j in context_idx) + (demos[q],)
-        for gt in grid_ts:
-            if not fits_all(gt, pairs_grids(task)):
-                continue
-            *context, (query_in, query_out) = apply_to_pairs(gt, task)
-            for dt in demo_ts:
-                ordered = dt.apply(context) if dt is not None else tuple(context)
-                ex = TrainingExample(format_task_prompt(ordered, query_in), grid_to_text(query_out))
-                if ex not in seen:
-                    seen.add(ex)
-                    examples.append(ex)
-    random.Random(seed).shuffle(examples)
-    return examples[:max_examples]
+    """Training examples for test-time training on one task's demonstrations (`ttt_tasks`, as text)."""
+    return [TrainingExample(format_task_prompt(context, query_in), grid_to_text(query_out))
+            for context, (query_in, query_out) in ttt_tasks(demos, families, seed=seed, max_examples=max_examples,
+                                                            leave_two_out=leave_two_out)]

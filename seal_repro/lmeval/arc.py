@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from seal_repro.errors import UserError
+from seal_repro.fewshot.formats import prompt_key
 from seal_repro.lmeval import task_manager
 
 ARC_TASK = "seal_arc"
@@ -18,10 +19,11 @@ CODE_DATA = ("lmeval_tasks/seal_arc",)  # the task's YAML and utils.py decide ev
 
 
 class ArcPredictor:
-    """`predict(prompts) -> texts` on the model as it is now."""
+    """`predict(prompts) -> texts` on the model as it is now; a prompt is named by its key (fewshot.formats.Prompt.key:
+    the user text, or the system and user texts of the reference's layout)."""
 
     def __init__(self, model, tokenizer, *, prompts_file: Path, max_new_tokens: int, batch_size: int,
-                 chat_template: bool):
+                 chat_template: bool, until: list[str] | None = None):
         # lm-eval is heavy (~2 s of imports): loaded when a stage builds a predictor, not when the CLI starts.
         from lm_eval.tasks import get_task_dict
 
@@ -31,9 +33,12 @@ class ArcPredictor:
         self.task_dict = get_task_dict([ARC_TASK], task_manager(ARC_TASK, {"data_file": str(prompts_file)}))
         task = self.task_dict[ARC_TASK]
         task._config.generation_kwargs["max_gen_toks"] = max_new_tokens
+        if until is not None:  # the prompt format's stop strings (the reference's: none but EOS)
+            task._config.generation_kwargs["until"] = list(until)
         self.index: dict[str, int] = {}
         for i, doc in enumerate(task.test_docs()):
-            self.index.setdefault(doc["prompt"], i)  # two transforms may give one prompt: one answer serves both
+            # two transforms may give one prompt: one answer serves both
+            self.index.setdefault(prompt_key(doc["prompt"], doc.get("system") or ""), i)
         self.chat_template = chat_template
         self.version = task.config.metadata.get("version")
         self.calls = 0
@@ -61,6 +66,9 @@ class LmEvalArc:
     code_modules: tuple[str, ...] = (__name__,)
 
     def __call__(self, model, tokenizer, prompts_file: Path, spec) -> ArcPredictor:
-        ev = spec.evaluation
+        from seal_repro.fewshot.formats import format_of
+
+        ev, fmt = spec.evaluation, format_of(spec)
         return ArcPredictor(model, tokenizer, prompts_file=Path(prompts_file), max_new_tokens=ev.max_new_tokens,
-                            batch_size=ev.batch_size, chat_template=spec.model.chat_template)
+                            batch_size=ev.batch_size, chat_template=spec.model.chat_template,
+                            until=None if fmt.name == "ours" else list(fmt.stop))

@@ -105,10 +105,42 @@ class FewShotTasksSpec(Strict):
         return self
 
 
+MAX_TRIES = 1000  # samples per self-edit under `resample`: each is a generation
+
+
+class ResampleSpec(Strict):
+    max_tries: PositiveInt = Field(
+        description=f"samples per self-edit at most, the first included (at most {MAX_TRIES}). The reference samples "
+        "until one parses, without limit (few-shot/self-edit.py:458-464), which never ends for a model that writes "
+        "no valid JSON; a bound keeps a run finite, and a self-edit still invalid after it is a failed pair",
+        le=MAX_TRIES)
+
+
 class FewShotSelfEditSpec(Strict):
     template: str | None = Field(
-        None, description=f"prompt asking for a self-edit; must contain {PLACEHOLDER}; null = built-in"
+        None, description=f"prompt asking for a self-edit; must contain {PLACEHOLDER}; null = built-in (which asks for "
+        "json_format: ours)"
     )
+    system: str | None = Field(
+        None, max_length=100_000, description="system message before the self-edit prompt (needs model.chat_template); "
+        "the reference's is 'You are a helpful assistant that provide the correct output for the given task "
+        "immediately.' (few-shot/utils/prompts.py:43); null: no system message")
+    json_format: Literal["ours", "reference"] = Field(
+        "ours", description="the self-edit's JSON and how it is read: reference = the reference's keys "
+        "(data_generation.use_{basic,size,chain,repeat}_augmentations, training.strategy/learning_rate/"
+        "num_train_epochs), the whole output must be one JSON document, its defaults (a missing key: no training) "
+        "and no range checks (seal_repro/fewshot/self_edit.py parse_reference_self_edit); ours = our keys, found "
+        "anywhere in the output, strictly typed and bounded (learning rate <= 0.01, epochs 1-10), the run's defaults "
+        "filling missing training keys: kept because a small model's output is rarely bare JSON, and a bounded "
+        "choice never diverges or runs for thousands of steps")
+    resample: ResampleSpec | None = Field(
+        None, description="sample a self-edit again while it is invalid, up to max_tries samples (the reference: "
+        "until it parses); null: an invalid self-edit is a failed pair at once, which measures how often the model "
+        "writes a valid one")
+    decoding: Literal["free", "json_schema"] = Field(
+        "free", description="json_schema: generation constrained to the json_format's grammar (the outlines "
+        "library), so every self-edit parses and is in range (bar truncation at max_new_tokens); free: the model's "
+        "own choice of tokens, as the reference samples")
     sampling: SamplingSpec = SamplingSpec()
     n_train: PositiveInt = Field(15, le=MAX_SAMPLES, description=f"self-edits sampled per training task (RL; at most "
                                  f"{MAX_SAMPLES})")
@@ -129,6 +161,16 @@ class FewShotSelfEditSpec(Strict):
                 f"self_edit.sampling.temperature is 0 (greedy) but self_edit.n_train/n_eval ask for "
                 f"{self.n_train}/{self.n_eval} samples, which would all be identical"
             )
+        if self.sampling.temperature == 0 and self.resample is not None and self.resample.max_tries > 1:
+            raise ValueError("self_edit.resample: greedy decoding (sampling.temperature 0) gives the same invalid "
+                             "self-edit every time; set max_tries 1 or sample")
+        return self
+
+    @model_validator(mode="after")
+    def _template_asks_for_the_format(self):
+        if self.json_format == "reference" and self.template is None:
+            raise ValueError("self_edit.json_format is 'reference' but self_edit.template is null: the built-in "
+                             "prompt asks for our JSON; give the reference's prompt as template")
         return self
 
 
@@ -148,8 +190,31 @@ class FewShotInnerLoopSpec(TrainingSpec):
     max_seq_len: PositiveInt = default("max_seq_len", 8192)
     max_examples: PositiveInt = Field(250, le=100_000, description="cap on test-time-training examples per adapter "
                                       "(after dedup; at most 100 000)")
-    leave_two_out: bool = Field(True, description="also hold out a second demonstration when there are three or more")
+    leave_two_out: bool = Field(True, description="also hold out a second demonstration (ours: when there are three "
+                                "or more; augmentations reference: always, as the reference, so a 2-demonstration "
+                                "task also trains on tasks with no demonstration)")
     loss_on: LossOn = Field("output_tokens", description="when a self-edit gives no loss_on")
+    augmentations: Literal["ours", "reference"] = Field(
+        "ours", description="what a self-edit's four flags switch on, and how the training tasks are built. "
+        "reference = the reference's (few-shot/self-edit.py:144-366): basic = 3 rotations, 2 flips, 4 reflections, "
+        "a random wrap-around shift, transpose; size = x2 upscale, height x2, width x2; chain = 6 symmetries then x2 "
+        "upscale; repeat = 3 tilings; plus, on every task, one copy with colours permuted (0 fixed) and examples "
+        "shuffled; the held-out example augmented with the rest; capped after the length filter. ours = the 7 "
+        "symmetries, x2/x3 upscaling, symmetry+x2, demonstration reorderings, no colour changes (many ARC rules "
+        "name colours): kept because every one of them can be undone on a prediction, so training and voting use "
+        "one set")
+    step_limit_rule: Literal["truncate", "skip"] = Field(
+        "truncate", description="what a self-edit asking for more than max_steps optimizer steps gets: skip = the "
+        "reference's gate (few-shot/self-edit.py:552-555): when epochs x examples // batch_size > max_steps, 0 epochs "
+        "(an untrained adapter, still evaluated), else every step, even a few past max_steps; truncate = train and "
+        "stop at max_steps: kept because it spends a bounded budget on every self-edit instead of none")
+
+    @model_validator(mode="after")
+    def _step_limit(self):
+        if self.step_limit_rule == "skip" and self.max_steps is None:
+            raise ValueError("inner_loop.step_limit_rule is 'skip' but inner_loop.max_steps is null: the gate needs "
+                             "a limit (the reference's: 375)")
+        return self
 
     @model_validator(mode="after")
     def _rules(self):
@@ -188,6 +253,11 @@ class FewShotRLSpec(Strict):
     iterations: PositiveInt = Field(1, le=1000, description="ReST-EM rounds (the paper runs 1; at most 1000)")
     keep: Literal["solved"] = Field("solved", description="solved: every self-edit whose adapter solves its task")
     sft: PolicySFTSpec = PolicySFTSpec()
+    ttt_on_policy: bool = Field(
+        False, description="the SEAL condition's test-time training and prediction run on the base model with the "
+        "RL policy merged in, as the reference's (its RL-trained model is the TTT and inference base, README.md:64-90, "
+        "few-shot/self-edit.py:432,495-498); false: on the base model, so SEAL differs from ttt_no_rl only in who "
+        "wrote the self-edits (the policy's effect on choosing, without its effect on solving)")
 
 
 class FewShotEvaluationSpec(Strict):
@@ -195,8 +265,22 @@ class FewShotEvaluationSpec(Strict):
     max_new_tokens: PositiveInt = Field(1024, le=MAX_TOKENS, description="enough for a 30x30 grid written as digits "
                                         f"(at most {MAX_TOKENS}, the longest context of a supported model)")
     vote_families: tuple[Literal["basic", "size", "chain", "repeat"], ...] = Field(
-        ("basic",), description="transforms whose back-mapped predictions vote, besides the identity; [] = identity only"
+        ("basic",), description="voting ours: transforms whose back-mapped predictions vote, besides the identity; "
+        "[] = identity only"
     )
+    voting: Literal["ours", "reference"] = Field(
+        "ours", description="reference = the reference's (inference/preprocess.py:16-68, arclib/voting.py): the "
+        "demonstrations minus one in turn, each also in 2 shuffled orders, plus 5 of those transformed (transpose, "
+        "2 flips, 2 rotations); a hierarchical vote over the back-mapped answers; ours = every demonstration in each "
+        "of the vote_families' transforms, a plain majority: kept because it shows the model every demonstration, "
+        "and the transforms are a spec choice")
+    prompt_format: Literal["ours", "reference"] = Field(
+        "ours", description="how grids and tasks become text, for training, prediction and the self-edit prompt "
+        "alike (seal_repro/fewshot/formats.py; in this section because every stage that writes or reads prompts "
+        "depends on it): reference = numpy-style grids '[[1 2]\\n [3 0]]', the demonstrations in a system message, "
+        "'input -> ' in the user message, the answer ending '#' (needs model.chat_template); ours = rows of digits "
+        "under 'Input:'/'Output:' in one message: kept because it is the shortest text for tokenizers that give "
+        "each digit its own token, which a CPU run pays for")
     bootstrap_resamples: PositiveInt = Field(2000, le=MAX_RESAMPLES, description=f"at most {MAX_RESAMPLES}: the "
                                              "CI's Monte-Carlo error is ~1/sqrt(n)")
     batch_size: PositiveInt = Field(8, le=MAX_BATCH, description=f"prompts per generation batch (at most {MAX_BATCH})")
@@ -205,6 +289,14 @@ class FewShotEvaluationSpec(Strict):
     @classmethod
     def _unique_families(cls, v):
         return unique_items(v)
+
+    @model_validator(mode="after")
+    def _voting(self):
+        # Compared with the default, not with what the file set: a resolved spec (every key written out) must load.
+        if self.voting == "reference" and self.vote_families != type(self).model_fields["vote_families"].default:
+            raise ValueError("evaluation.vote_families is only read when evaluation.voting is 'ours' (the "
+                             "reference's transforms are fixed); leave it at its default")
+        return self
 
 
 class FewShotSpec(Strict):
@@ -230,3 +322,15 @@ class FewShotSpec(Strict):
         if not v:
             raise ValueError("name at least one condition")
         return unique_items(v)
+
+    @model_validator(mode="after")
+    def _messages_need_a_chat_template(self):
+        problems = []
+        if self.evaluation.prompt_format == "reference" and not self.model.chat_template:
+            problems.append(("evaluation.prompt_format", "is 'reference', whose demonstrations sit in a system "
+                             "message, but model.chat_template is false"))
+        if self.self_edit.system is not None and not self.model.chat_template:
+            problems.append(("self_edit.system", "a system message needs model.chat_template: true"))
+        if problems:
+            raise SpecProblems(problems)
+        return self

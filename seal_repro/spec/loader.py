@@ -331,7 +331,8 @@ def parse_yaml_file(path: Path, shown: str) -> tuple[dict | None, list[str]]:
     # (ValueError), `!!int ''` (IndexError), `!!bool maybe` (KeyError), `!!timestamp x` (AttributeError), and an
     # integer of 5000 digits (ValueError).
     except (ValueError, TypeError, OverflowError, IndexError, KeyError, AttributeError) as err:
-        return None, [one_line(f"{shown}: a value does not match its YAML tag ({short(str(err) or type(err).__name__, 160)})")]
+        why = short(str(err) or type(err).__name__, 160)
+        return None, [one_line(f"{shown}: a value does not match its YAML tag ({why})")]
     except RecursionError:  # a safety net: MAX_DEPTH keeps every walk above far from the limit
         return None, [f"{shown}: nested too deeply to read; a spec nests a few levels"]
     finally:
@@ -465,9 +466,10 @@ class Resolved:
         includes = self._include_names(doc.pop("include"), shown, at + ("include",)) if "include" in doc else []
         for name in includes:
             self.includes += 1
-            if self.includes > MAX_INCLUDES:
-                self._error(shown, at + ("include",), f"more than {MAX_INCLUDES} includes in all (counting every "
-                            "path to a file included twice); a spec includes a few")
+            if self.includes > MAX_INCLUDES:  # said once, where it happened; the rest of the lattice is not read
+                if self.includes == MAX_INCLUDES + 1:
+                    self._error(shown, at + ("include",), f"more than {MAX_INCLUDES} includes in all (counting "
+                                "every path to a file included twice); a spec includes a few")
                 break
             target = Path(os.path.normpath(path.parent / os.path.expanduser(name)))
             target_real, why = _probe(target)
@@ -624,8 +626,8 @@ def _input_problems(res: Resolved, spec: BaseModel | None) -> list[str]:
         elif name in ("teacher_path", "ids_file") or (name == "path" and parent.get("kind") in ("seal_json",
                                                                                                   "squad_json")):
             problem = None if os.path.isfile(value) else f"{value} is a folder; this key names a file"
-        elif keys[-2:] == ("grader", "model"):
-            problem = None if os.path.isdir(value) else f"{value} is not a folder (a sentence-transformers model)"
+        elif keys[-2:] == ("grader", "model"):  # a sentence-transformers folder: read from safetensors only too
+            problem = model_folder_problem(value)
         else:
             problem = None
         if problem:

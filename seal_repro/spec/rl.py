@@ -11,7 +11,7 @@ from typing import Literal
 
 from pydantic import Field, PositiveInt, model_validator
 
-from seal_repro.spec.base import MAX_REPEATS, MAX_SAMPLES, Strict
+from seal_repro.spec.base import MAX_PASSAGES, MAX_REPEATS, MAX_SAMPLES, Strict
 from seal_repro.spec.data import DataSpec
 from seal_repro.spec.inner_loop import LoraSpec
 from seal_repro.spec.training import TrainingSpec, default
@@ -54,7 +54,8 @@ class RLSpec(Strict):
     top_m: PositiveInt | None = Field(None, le=MAX_SAMPLES, description="m for keep: top_m (at most rl.k)")
     sft: PolicySFTSpec = PolicySFTSpec()
     passages_per_iteration: PositiveInt | None = Field(
-        None, description="iteration i samples for the i-th block of this many training passages (the reference "
+        None, le=MAX_PASSAGES,
+        description="iteration i samples for the i-th block of this many training passages (the reference "
         "draws each iteration's passages afresh); null: every iteration uses every training passage")
     held_in_check: bool = Field(
         False, description="after the last iteration, also sample and reward the final policy's self-edits on the "

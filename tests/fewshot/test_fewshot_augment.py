@@ -13,8 +13,12 @@ from seal_repro.fewshot.augment import (
     ReverseDemos,
     RotateDemos,
     Symmetry,
+    RandomTranslate,
+    Roll,
     Upscale,
     family_transforms,
+    reference_colour_permutation,
+    reference_family,
 )
 from seal_repro.fewshot.grids import MAX_SIDE, grid_problems, shape
 
@@ -32,7 +36,9 @@ def grids(draw, max_side=30):
 ALL_GRID_TRANSFORMS = [IDENTITY] + [t for f in ("basic", "size", "chain") for t in family_transforms(f)] + [
     ColourPermutation((0, 2, 3, 4, 5, 6, 7, 8, 9, 1)),
     Chain(Symmetry("rot90"), ColourPermutation((0, 9, 8, 7, 6, 5, 4, 3, 2, 1))),
-]
+] + [  # the reference's (inner_loop.augmentations: reference): every grid augmenter of its four flags
+    t for f in FAMILIES for t in reference_family(f) if not isinstance(t, RandomTranslate)
+] + [Roll(0, 0), Roll(1, 3), Roll(-2, 5)]
 
 
 def _largest_fitting_side(t) -> int:
@@ -127,3 +133,24 @@ def test_families():
     assert len(names) == len(set(names)) and "identity" not in names
     with pytest.raises(ValueError, match="known: basic, size, chain, repeat"):
         family_transforms("colour")
+
+
+@SETTINGS
+@given(i=grids(), o=grids(), seed=st.integers(0, 2**31 - 1))
+def test_reference_translation_is_undone_by_its_rolls(i, o, seed):
+    """RandomTranslateXY (the reference's wrap-around shift) moves input and output by their own rolls; each roll,
+    recomputed from the grid's shape, undoes it."""
+    t = RandomTranslate(seed)
+    ti, to = t.apply_pair((i, o))
+    roll_in, roll_out = t.rolls(shape(ti), shape(to))
+    assert roll_in.invert(ti) == i and roll_out.invert(to) == o
+    assert max(abs(roll_in.rows), abs(roll_in.cols), abs(roll_out.rows), abs(roll_out.cols)) <= 3
+
+
+@SETTINGS
+@given(g=grids(max_side=8), seed=st.integers(0, 2**31 - 1))
+def test_reference_colour_permutation_is_inverted(g, seed):
+    import numpy as np
+
+    p = reference_colour_permutation([g], np.random.RandomState(seed))
+    assert p.invert(p.apply(g)) == g and p.apply(((0,),)) == ((0,),)

@@ -200,3 +200,29 @@ def test_policy_sft_honours_grad_accum_and_lr_schedule(tiny_spec, tiny_loaded, t
     assert linear[-1] == pytest.approx(1e-2 * 1 / 8)
     assert cosine[-1] == pytest.approx(1e-2 * 0.5 * (1 + math.cos(math.pi * 7 / 8)))
     assert cosine[-1] != pytest.approx(linear[-1]) and constant == pytest.approx([1e-2] * 8)
+
+
+def test_ttt_on_policy_runs_the_seal_condition_on_the_merged_policy(tiny_spec, task, tmp_path, injected_policy,
+                                                                  monkeypatch):
+    """rl.ttt_on_policy: the SEAL rounds train and predict on the base model with the trained policy merged in (the
+    reference's RL model is its TTT and inference base); untrained, the policy is the base model, which is kept."""
+    calls, texts = injected_policy
+    texts[:] = [SOLVING]
+    merged = []
+    real = fewshot_rl.load_policy
+
+    def spy(spec, model_dir, policy_dir):
+        merged.append(policy_dir)
+        return real(spec, model_dir, policy_dir)
+
+    monkeypatch.setattr(fewshot_rl, "load_policy", spy)
+    spec = tiny_spec.model_copy(update={"rl": tiny_spec.rl.model_copy(update={"ttt_on_policy": True})})
+    tasks = write_tasks_dir(tmp_path / "tasks", [task], [task], spec)
+    summary = run_rl(spec, tiny_spec.model.path, tasks, tmp_path / "rl", TruthPredictorFactory(), Memo(enabled=False))
+    assert summary["policy_trained"] and merged == [tmp_path / "rl" / "policy"]
+    assert summary["seal_ttt_base"] == "the base model with the policy merged in"
+    assert summary["seal"]["solved"] == 2  # a perfect predictor solves on either base
+    texts[:] = ["no json"]  # nothing rewarded: no merge, the base model's kit
+    merged.clear()
+    summary = run_rl(spec, tiny_spec.model.path, tasks, tmp_path / "rl2", TruthPredictorFactory(), Memo(enabled=False))
+    assert not summary["policy_trained"] and merged == [] and summary["seal_ttt_base"] == "the base model"

@@ -181,6 +181,25 @@ RULES = [
       {"model": MODEL, "conditions": ["icl"]}),
     R("FewShotSpec", "_conditions", {"model": MODEL, "conditions": ["icl", "icl"]}, "listed twice: icl",
       {"model": MODEL, "conditions": ["icl"]}),
+    # the reference's JSON needs the reference's prompt: the built-in one asks for ours
+    R("FewShotSelfEditSpec", "_template_asks_for_the_format", {"json_format": "reference"},
+      "template is null", {"json_format": "reference", "template": "{demonstrations} JSON please"}),
+    # greedy re-sampling would repeat the same invalid self-edit
+    R("FewShotSelfEditSpec", "_greedy",
+      {"sampling": {"temperature": 0}, "n_train": 1, "n_eval": 1, "resample": {"max_tries": 2}},
+      "same invalid self-edit", {"sampling": {"temperature": 0}, "n_train": 1, "n_eval": 1, "resample": {"max_tries": 1}}),
+    # the reference's step gate needs a limit to compare with
+    R("FewShotInnerLoopSpec", "_step_limit", {"step_limit_rule": "skip", "max_steps": None}, "max_steps is null",
+      {"step_limit_rule": "skip", "max_steps": 375}),
+    # the reference's voting has fixed transforms: vote_families would be ignored
+    R("FewShotEvaluationSpec", "_voting", {"voting": "reference", "vote_families": ["basic", "size"]},
+      "only read when evaluation.voting is 'ours'", {"voting": "reference"}),
+    # system messages (the reference's prompt format, a self-edit system prompt) need a chat template
+    R("FewShotSpec", "_messages_need_a_chat_template", {"model": MODEL, "evaluation": {"prompt_format": "reference"}},
+      "evaluation.prompt_format: is 'reference'",
+      {"model": {"chat_template": True}, "evaluation": {"prompt_format": "reference"}}),
+    R("FewShotSpec", "_messages_need_a_chat_template", {"model": MODEL, "self_edit": {"system": "Be brief."}},
+      "self_edit.system: a system message needs", {"model": {"chat_template": True}, "self_edit": {"system": "Be brief."}}),
 ]
 
 

@@ -1,7 +1,8 @@
 """Dataset and metric hooks for the `seal_arc` lm-eval task.
 
 The prompts live in a JSONL file written by the fewshot_tasks stage (one row per (task, test input,
-transform): id, task_id, split, test_index, transform, prompt, target). `target` is the expected
+transform): id, task_id, split, test_index, transform, prompt, target; and, in the reference's prompt format,
+system and format). `target` is the expected
 output under the same transform; it is scored here and never shown to the model.
 """
 
@@ -10,7 +11,7 @@ import os
 
 from datasets import Dataset, DatasetDict
 
-from seal_repro.fewshot.grids import text_to_grid
+from seal_repro.fewshot.formats import REFERENCE, OURS
 
 DEFAULT_DATA_FILE = os.path.join("build", "fewshot", "tasks", "prompts.jsonl")
 
@@ -32,6 +33,7 @@ def load_prompts(data_file=None, split=None, task_id=None, **_metadata):
 
 
 def process_results(doc, results):
-    grid = text_to_grid(results[0])
-    return {"grid_match": float(grid is not None and grid == text_to_grid(doc["target"])),
+    fmt = REFERENCE if doc.get("format") == "reference" else OURS  # rows of our format carry no `format`
+    grid = fmt.decode(results[0])
+    return {"grid_match": float(grid is not None and grid == fmt.decode(doc["target"])),
             "parsed": float(grid is not None)}

@@ -37,9 +37,9 @@ def prefix_calls(monkeypatch):
     calls = []
     real = engine_mod._prefix_cache
 
-    def spy(model, prefix, batch, device):
+    def spy(model, prefix, batch, device, *routing):
         calls.append((len(prefix), batch))
-        return real(model, prefix, batch, device)
+        return real(model, prefix, batch, device, *routing)
 
     monkeypatch.setattr(engine_mod, "_prefix_cache", spy)
     return calls

@@ -67,7 +67,8 @@ def test_stages_end_to_end_are_deterministic_and_memoized(workdir):
     assert len(edits) == 3 and len({e["passage_id"] for e in edits}) == 3  # self_edit.n = 1 per passage
     table = Path("run1/results/table.md").read_text()
     assert "Train on passage + synthetic (teacher)" in table and "46.3" in table  # paper column
-    assert "judge-equivalent" in table and "passage.judge_equivalent" in first
+    # The grader calibration was measured on SQuAD answers: on fictional data there is no judge-equivalent column.
+    assert "no judge-equivalent column" in table and not any(k.endswith("judge_equivalent") for k in first)
     assert Path("run1/results/accuracy.png").stat().st_size > 1000
     prov = json.loads(Path("run1/results/provenance.json").read_text())
     assert prov["seed"] == 3 and len(prov["spec_hash"]) == 64 and prov["packages"]["torch"]

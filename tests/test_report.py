@@ -1,3 +1,5 @@
+import json
+
 from seal_repro.report.knowledge import flat_metrics, markdown_table, per_passage
 from seal_repro.stats import accuracy_ci
 
@@ -23,3 +25,16 @@ def test_ungraded_share_is_a_metric():
     m = flat_metrics({"teacher_synthetic": ci})
     assert m["teacher_synthetic.n_ungraded"] == 2 and m["teacher_synthetic.ungraded_rate"] == round(2 / 6, 6)
     assert flat_metrics({"base": accuracy_ci([[1.0]], "macro", 10, 0)})["base.ungraded_rate"] == 0.0
+
+
+def test_judge_equivalent_only_where_the_calibration_was_measured():
+    """The correction was measured on GPT-4.1 verdicts of SQuAD answers: it applies to SQuAD-like data only."""
+    from seal_repro.report.knowledge import judge_equivalents
+    from seal_repro.stats import AccuracyCI
+
+    from conftest import REPO
+
+    calibration = json.loads((REPO / "results/calibration/grader_calibration.json").read_text())
+    cis = {"teacher_synthetic": AccuracyCI(0.6, 0.5, 0.7, 100, 20, 0)}
+    assert judge_equivalents(cis, calibration, "contains", 0, "fictional") == {}
+    assert judge_equivalents(cis, calibration, "contains", 0, "seal_json")  # computed there

@@ -12,6 +12,7 @@ import sys
 
 from seal_repro import __version__
 from seal_repro.errors import UserError
+from seal_repro.io import as_disk_full
 
 # (module, what it does). Each module defines `register(subparsers)` which adds its parser and
 # sets `func=callable(args) -> int`. Imported lazily so `--help` does not load torch.
@@ -57,6 +58,12 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except Exception as err:  # a full disk, whichever library was writing: one line, exit 1 (else a real bug)
+        full = as_disk_full(err)
+        if full is None:
+            raise
+        print(full.lines[0], file=sys.stderr)
+        return full.exit_code
 
 
 if __name__ == "__main__":

@@ -9,11 +9,16 @@ accumulates across rounds (tests check the base weights' checksum).
 
 from __future__ import annotations
 
+import json
 import logging
 import math
+import os
+import shutil
+import tempfile
 import time
 import types
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Literal, Sequence
 
 import torch
@@ -344,16 +349,25 @@ class LoraEngine:
     def save_adapter(self, path) -> None:
         """A standard PEFT adapter folder, byte-for-byte the same for the same weights: PEFT writes
         target_modules from a set, in an order that changes with each process's string hashing, which would
-        change the folder's hash (DVC re-runs everything downstream) and every memo key naming the adapter."""
-        import json
-        from pathlib import Path
-
-        self.peft_model.save_pretrained(str(path))
-        config = Path(path) / "adapter_config.json"
-        data = json.loads(config.read_text(encoding="utf-8"))
-        if isinstance(data.get("target_modules"), list):
-            data["target_modules"] = sorted(data["target_modules"])
-        config.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+        change the folder's hash (DVC re-runs everything downstream) and every memo key naming the adapter.
+        The folder appears whole or not at all: written beside `path`, then renamed into place (a kill or a full
+        disk midway leaves no half-written adapter that a later run would trust)."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}-"))
+        try:
+            self.peft_model.save_pretrained(str(tmp))
+            config = tmp / "adapter_config.json"
+            data = json.loads(config.read_text(encoding="utf-8"))
+            if isinstance(data.get("target_modules"), list):
+                data["target_modules"] = sorted(data["target_modules"])
+            config.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+            if path.exists():
+                shutil.rmtree(path)
+            os.rename(tmp, path)
+        finally:
+            if tmp.exists():
+                shutil.rmtree(tmp, ignore_errors=True)
 
 
 def _fused_lora_forward(self, x: torch.Tensor, *args, **kwargs) -> torch.Tensor:

@@ -344,10 +344,7 @@ def test_full_disk_during_a_stage_is_one_line_and_leaves_nothing_trusted(referen
     finally:
         subprocess.run(["umount", str(disk)], check=False)
     assert len(failed) >= 4, failed
-    if tracebacks:  # everything else held (nothing trusted, identical re-runs); the message is not yet one line
-        pytest.xfail("a full disk in a write that no seal_repro.io / memo helper makes (PEFT's adapter save, "
-                     "matplotlib's figures) still ends in a traceback: stages.helpers.stage_main needs "
-                     "`seal_repro.io.as_disk_full` in an except; " + " | ".join(tracebacks))
+    assert tracebacks == [], tracebacks  # every full disk is one line, whichever library was writing
 
 
 # ------------------------------------------------------------------------------------------------ full disk, in-process

@@ -14,7 +14,7 @@ import yaml
 from seal_repro.cpu import tune_allocator
 from seal_repro.errors import UserError
 from seal_repro.executor import thread_budget
-from seal_repro.io import write_json, write_jsonl
+from seal_repro.io import as_disk_full, write_json, write_jsonl
 from seal_repro.memo import Memo
 from seal_repro.spec import SPEC_MODELS
 
@@ -40,6 +40,12 @@ def stage_main(description: str, add_args: Callable[[argparse.ArgumentParser], N
         for line in err.lines:
             print(line, file=sys.stderr)
         code = err.exit_code
+    except Exception as err:  # a full disk, whichever library was writing (PEFT, safetensors): one line, exit 1
+        full = as_disk_full(err)
+        if full is None:
+            raise
+        print(full.lines[0], file=sys.stderr)
+        code = full.exit_code
     sys.exit(code)
 
 

@@ -13,6 +13,19 @@ class ModelSpec(Strict):
     path: SpecPath | None = Field(None, description="folder with config.json + weights (source: local); relative to the spec file")
     dtype: Literal["float32", "bfloat16", "float16"] = "float32"
     device: Literal["cpu", "cuda", "auto"] = "cpu"
+    lora_dtype: Literal["float32", "bfloat16", "float16", "model"] = Field(
+        "float32",
+        description="dtype of every LoRA's factors (and so of their AdamW states): float32 by default, also on "
+        "bfloat16 weights, as PEFT's autocast_adapter_dtype does. Why: an AdamW step moves each element by about "
+        "lr, and bfloat16 keeps 8 significant bits, so a step below ~0.4% of an element's value rounds away "
+        "entirely — at the policy SFT's lr (5e-5 to 3e-4) and at the end of a decaying schedule, a large share "
+        "of the steps; float32 factors cost little (a LoRA is < 1% of the weights). model: the "
+        "weights' own dtype")
+    tf32: bool = Field(
+        True,
+        description="on a CUDA GPU, let float32 matmuls run on TF32 tensor cores (float32 range and accumulation, "
+        "10-bit mantissa inputs): a float32 model, and the float32 LoRA factors and master weights of bfloat16 "
+        "training; set where the model loads (seal_repro/models.py). No effect on a CPU")
     trust_remote_code: bool = Field(
         False, description="let transformers run the Python code a model folder or hub repo ships (its own model "
         "class); off unless a spec turns it on, since that code runs with the user's rights")

@@ -3,9 +3,10 @@
 The inner loop (knowledge and ARC), the policy's SFT (both domains) and continued pretraining all train with
 the same engine (`seal_repro.engine`), so they share one declaration of what training means — optimizer,
 learning rate, schedule, warmup, gradient clipping, epochs, batch, accumulation, sequence length, batch
-layout — and one function turns it into the engine's config (`seal_repro.engine.train_config`). A section
-subclasses `TrainingSpec` to add its own keys and, with `default(name, value)`, to give a field its own default
-(the policy's SFT runs at 3e-4, the inner loop at 1e-3) without declaring it a second time.
+layout, how a batch is fitted in memory (gradient checkpointing, micro-batches) — and one function turns it
+into the engine's config (`seal_repro.engine.train_config`). A section subclasses `TrainingSpec` to add its
+own keys and, with `default(name, value)`, to give a field its own default (the policy's SFT runs at 3e-4, the
+inner loop at 1e-3) without declaring it a second time.
 """
 
 from __future__ import annotations
@@ -55,6 +56,21 @@ class TrainingSpec(Strict):
     pad_to_max_len: bool = Field(
         False,
         description="reference-compatible: pad every sequence to max_seq_len with EOS and put loss on the padding",
+    )
+    gradient_checkpointing: bool = Field(
+        False,
+        description="recompute each decoder layer's activations during the backward pass instead of keeping them "
+                    "(transformers' gradient checkpointing, non-reentrant): activation memory of about one layer "
+                    "instead of all of them, for ~1/3 more compute; the same loss and gradients. What fits a 7B "
+                    "model's 4 x 2048-token CPT batch on one GPU",
+    )
+    micro_batch_size: PositiveInt | None = Field(
+        None, le=MAX_BATCH,
+        description="sequences per forward/backward pass within a batch: a batch of batch_size sequences is "
+                    "computed in ceil(batch_size / micro_batch_size) passes whose gradients add up to the full "
+                    "batch's (each pass's loss weighted by its share of the batch's target tokens). null: "
+                    f"automatic — the whole batch, halved and retried when the accelerator runs out of memory, "
+                    f"the size that fits remembered for the next steps (at most {MAX_BATCH})",
     )
 
 

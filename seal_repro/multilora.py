@@ -43,9 +43,11 @@ def routed_lora_forward(layer, x: torch.Tensor, route: _Route) -> torch.Tensor:
     base = base.view(x.shape[0], -1, base.shape[-1])
     a = route.a.index_select(0, route.rows)  # (rows, r, d_in)
     b = route.b.index_select(0, route.rows)  # (rows, d_out, r)
-    h = torch.bmm(x.reshape(x.shape[0], -1, x.shape[-1]), a.transpose(1, 2))
-    out = torch.baddbmm(base, h, b.transpose(1, 2), alpha=layer.scaling[layer.active_adapters[0]])
-    return out.view(*x.shape[:-1], out.shape[-1])
+    # Factors in another dtype than the weights (float32 LoRA on bfloat16 weights, model.lora_dtype): the update
+    # computed in the factors' dtype and the sum cast back, as PEFT's own LoRA forward does.
+    h = torch.bmm(x.reshape(x.shape[0], -1, x.shape[-1]).to(a.dtype), a.transpose(1, 2))
+    out = torch.baddbmm(base.to(a.dtype), h, b.transpose(1, 2), alpha=layer.scaling[layer.active_adapters[0]])
+    return out.to(x.dtype).view(*x.shape[:-1], out.shape[-1])
 
 
 class SlotBank:

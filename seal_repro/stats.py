@@ -33,6 +33,18 @@ class PairedTest:
     low: float
     high: float
     p_value: float  # two-sided sign-flip permutation test
+    sd: float = math.nan  # sample SD of the per-passage differences
+    n: int = 0  # passages paired
+
+    def passages_for_power(self, power: float = 0.8, alpha: float = 0.05) -> float:
+        """Passages a paired test needs to detect this difference with `power` at two-sided `alpha`, by the normal
+        approximation n = ((z_{1-alpha/2} + z_power) * sd / diff)^2; inf when the difference is 0 or undefined."""
+        from statistics import NormalDist
+
+        if not self.diff or math.isnan(self.diff) or math.isnan(self.sd):
+            return math.inf
+        z = NormalDist().inv_cdf(1 - alpha / 2) + NormalDist().inv_cdf(power)
+        return math.ceil((z * self.sd / self.diff) ** 2)
 
 
 def accuracy_ci(
@@ -89,7 +101,8 @@ def paired_test(
     rng = np.random.default_rng(seed)
     boot = d[rng.integers(0, len(d), size=(resamples, len(d)))].mean(axis=1)
     low, high = _percentile_interval(boot, level)
-    return PairedTest(float(d.mean()), low, high, _sign_flip_p(d, resamples, rng))
+    sd = float(d.std(ddof=1)) if len(d) > 1 else math.nan
+    return PairedTest(float(d.mean()), low, high, _sign_flip_p(d, resamples, rng), sd, len(d))
 
 
 def _sign_flip_p(d: np.ndarray, resamples: int, rng: np.random.Generator) -> float:

@@ -89,8 +89,15 @@ def torch_pin() -> str:
 
 
 def installed() -> dict[str, str]:
-    """{normalized name: version} of every distribution this interpreter sees."""
-    return {normalize(d.metadata["Name"]): d.version for d in md.distributions() if d.metadata["Name"]}
+    """{normalized name: version} of every distribution installed in this interpreter's environment: searched on
+    the interpreter's site-packages only, not on sys.path as it is now (importing setuptools, as accelerate's
+    launcher does, puts setuptools' vendored copies of packaging, jaraco.* etc. on sys.path)."""
+    import site
+    import sysconfig
+
+    paths = list(dict.fromkeys([sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"],
+                                *site.getsitepackages()]))
+    return {normalize(d.metadata["Name"]): d.version for d in md.distributions(path=paths) if d.metadata["Name"]}
 
 
 def torch_build_requirements(pins: dict[str, str]) -> set[str]:

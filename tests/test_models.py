@@ -159,3 +159,40 @@ def test_no_code_path_unpickles_weights_or_trusts_remote_code_on_its_own():
                 if owner == "AutoModelForCausalLM":
                     assert "gguf_file" in kw or ast.unparse(kw.get("use_safetensors", ast.Constant(None))) == "True", where
     assert set(sites) <= {"models.py", "policy.py"}
+
+
+@pytest.fixture
+def matmul_precision():
+    """torch's process-wide float32 matmul precision, put back after the test."""
+    import torch
+
+    saved = (torch.backends.cuda.matmul.fp32_precision, torch.backends.cudnn.conv.fp32_precision)
+    torch.backends.cuda.matmul.fp32_precision = "ieee"
+    yield torch.backends.cuda.matmul
+    torch.backends.cuda.matmul.fp32_precision, torch.backends.cudnn.conv.fp32_precision = saved
+
+
+def test_tf32_is_switched_on_for_cuda_only(matmul_precision):
+    assert models.enable_tf32("cpu") is False and matmul_precision.fp32_precision == "ieee"
+    assert models.enable_tf32("cuda", enabled=False) is False and matmul_precision.fp32_precision == "ieee"
+    assert models.enable_tf32("cuda") is True and matmul_precision.fp32_precision == "tf32"
+
+
+@pytest.mark.parametrize("device, tf32, expected", [("cpu", True, "ieee"), ("cuda", True, "tf32"), ("cuda", False, "ieee")])
+def test_loading_sets_tf32_where_the_model_goes_to_cuda(device, tf32, expected, tiny_model_dir, monkeypatch,
+                                                        matmul_precision):
+    import transformers
+
+    class FakeModel:  # no GPU here: a model that "moves" to CUDA
+        def to(self, where):
+            self.device = where
+
+        def eval(self):
+            pass
+
+    monkeypatch.setattr(models, "resolve_device", lambda requested: device)
+    monkeypatch.setattr(transformers.AutoModelForCausalLM, "from_pretrained", lambda ref, **kw: FakeModel())
+    model, _ = models.load(_spec(tiny_model_dir, tf32=tf32, lora_dtype="bfloat16"), tiny_model_dir)
+    assert model.device == device and matmul_precision.fp32_precision == expected
+    assert getattr(model, models.LORA_DTYPE_ATTR) == "bfloat16"  # the spec's LoRA dtype travels with the model
+    assert ModelSpec(chat_template=False).tf32 is True

@@ -95,3 +95,12 @@ def test_paired_test_drops_missing_pairs_and_checks_lengths():
     assert t.diff == pytest.approx(0.5)
     with pytest.raises(ValueError, match="same passages"):
         paired_test([1.0], [1.0, 0.0], 10, 0)
+
+
+def test_passages_for_power_matches_the_normal_approximation():
+    # differences of SD 0.2 around 0.1: n = ((1.96 + 0.8416) * 0.2 / 0.1)^2 = 31.4 -> 32 passages
+    d = [0.3, -0.1] * 10
+    t = paired_test(d, [0.0] * 20, resamples=200, seed=0)
+    assert t.n == 20 and abs(t.sd - 0.2052) < 1e-3
+    assert t.passages_for_power() == math.ceil(((1.959964 + 0.841621) * t.sd / t.diff) ** 2) == 34
+    assert paired_test([0.1] * 4, [0.1] * 4, resamples=10, seed=0).passages_for_power() == math.inf

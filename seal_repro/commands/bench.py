@@ -15,6 +15,7 @@ import importlib
 BENCHMARKS: list[str] = [
     "seal_repro.bench.inner_loop",  # seal-repro bench inner-loop
     "seal_repro.bench.ray_scaling",  # seal-repro bench ray
+    "seal_repro.bench.gpu",  # seal-repro bench gpu
 ]
 
 

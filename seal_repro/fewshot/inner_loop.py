@@ -63,19 +63,43 @@ class Kit:
 
 @dataclass(frozen=True)
 class KitRecipe:
+    """How to build a kit: picklable, so a Ray worker builds its own (its paths travel by value, executor.ByValue).
+    `policy_dir`: a policy adapter merged into the model first (the SEAL condition under rl.ttt_on_policy)."""
+
     spec: Any
     model_dir: str
     prompts_file: str
     predictor: PredictorFactory
+    policy_dir: str | None = None
+
+    @classmethod
+    def of(cls, spec, model_dir, prompts_file, predictor, policy_dir=None) -> KitRecipe:
+        return cls(spec, str(Path(model_dir).resolve()), str(Path(prompts_file).resolve()), predictor,
+                   None if policy_dir is None else str(Path(policy_dir).resolve()))
+
+    @property
+    def code(self) -> str:
+        """Hash of the code that computes a round with this recipe's kit (domain + predictor)."""
+        return code_fingerprint(__name__, *self.predictor.code_modules)
 
     def __call__(self) -> Kit:
-        model, tok = models.load(self.spec.model, Path(self.model_dir))
+        if self.policy_dir is None:
+            model, tok = models.load(self.spec.model, Path(self.model_dir))
+        else:
+            from seal_repro.policy import load_policy
+
+            model, tok = load_policy(self.spec, Path(self.model_dir), Path(self.policy_dir))
         return self.build(model, tok)
 
     def build(self, model, tokenizer) -> Kit:
         engine = LoraEngine(model, tokenizer, self.spec.inner_loop.lora)
         predict = self.predictor(engine.base_model, tokenizer, Path(self.prompts_file), self.spec)
-        return Kit(engine, predict, code_fingerprint(__name__, *self.predictor.code_modules))
+        return Kit(engine, predict, self.code)
+
+
+def predictor_version(kit: Kit, _item=None):
+    """The lm-eval task version a kit predicts with (run on a worker when the stage holds no kit)."""
+    return kit.predict.version
 
 
 @dataclass(frozen=True)
@@ -260,19 +284,21 @@ def compute_round(kit: Kit, job: Job) -> dict:
     }
 
 
-def run_rounds(rounds: Sequence[Round], kit: Kit, spec, model_fingerprint: str, memo: Memo, desc: str = "inner loop",
-               executor=None) -> list[dict]:
+def run_rounds(rounds: Sequence[Round], kit: Kit | None, spec, model_fingerprint: str, memo: Memo,
+               desc: str = "inner loop", executor=None, code: str | None = None) -> list[dict]:
     """Run (or fetch from the memo) every round; one flat record per round, `solved` False for invalid self-edits.
 
     `executor` (seal_repro.executor; None: this process, on `kit`) computes the rounds the memo lacks, each
-    distinct round once; each result is memoized as it arrives."""
+    distinct round once; each result is memoized as it arrives. `kit` may be None when every round goes to Ray
+    workers (which build their own); `code` is then the recipe's."""
     def compute(todo: list[int]):
         jobs = [Job(rounds[i], spec) for i in todo]
         if executor is None:  # in this process; this module imports no executor (its memo key leaves it out)
             return ((j, compute_round(kit, job)) for j, job in enumerate(jobs))
         return executor.run(compute_round, jobs, kit, describe=Job.describe)
 
-    keys = [round_key(rnd, spec, model_fingerprint, kit.code) if rnd.valid else None for rnd in rounds]
+    code = code or kit.code
+    keys = [round_key(rnd, spec, model_fingerprint, code) if rnd.valid else None for rnd in rounds]
     results = memoized(memo, keys, compute, desc)
     invalid = {"seed": None, "train": None, "responses": [], "attempts": [], "solved": False}
     out = []

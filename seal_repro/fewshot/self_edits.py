@@ -8,7 +8,11 @@ are sampled once.
 Under `self_edit.resample` the tasks whose sample i is invalid (read as `self_edit.json_format` says) are sampled
 again, in one batch per try (try t seeded `seed + 1000 * i + RETRY_STRIDE * t`), up to `max_tries` samples; the
 row keeps the last text and counts its `tries`. Under `self_edit.decoding: json_schema` generation is constrained
-to the format's grammar (seal_repro/fewshot/constrained.py).
+to the format's grammar (seal_repro/fewshot/constrained.py; Hugging Face generate only).
+
+`sample_self_edits` takes a sampler (seal_repro/sampling.py: the stage's model, loaded on first use, or an
+OpenAI-compatible server serving the policy as a LoRA) or, as before, a model and its tokenizer; the backend kind
+is part of every batch's memo key.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ from seal_repro.fewshot.self_edit import parser_for, self_edit_prompt
 from seal_repro.fewshot.tasks import Task
 from seal_repro.io import read_jsonl
 from seal_repro.memo import Memo, key_of
+from seal_repro.sampling import as_sampler
 
 SELF_EDITS = "self_edits.jsonl"
 EVAL_SEED_OFFSET = 104_729  # the evaluation tasks' self-edits: the base model's and every policy's share seeds
@@ -47,27 +52,40 @@ def policy_prompt(task: Task, spec, tokenizer) -> str:
 def sample_self_edits(model, tokenizer, tasks: Sequence[Task], n: int, spec, seed: int, *, memo: Memo | None = None,
                       model_fingerprint: str | None = None) -> list[dict]:
     """`n` sampled self-edit texts per task, as rows {task_id, index, text, tokens, truncated, tries}, ordered by
-    (task, index)."""
+    (task, index). `model`: a sampler (seal_repro/sampling.py; `tokenizer` unused) or a model."""
     s, se = spec.self_edit.sampling, spec.self_edit
-    prompts = [policy_prompt(t, spec, tokenizer) for t in tasks]
+    sampler = as_sampler(model, tokenizer)
+    prompts = [policy_prompt(t, spec, sampler.tokenizer) for t in tasks]
     valid = parser_for(se.json_format)
     max_tries = se.resample.max_tries if se.resample is not None else 1
-    constraint = None
-    if se.decoding == "json_schema":
-        from seal_repro.fewshot.constrained import json_constraint
+    constrained = se.decoding == "json_schema"
+    if constrained and sampler.kind != "hf":
+        raise ValueError("self_edit.decoding: json_schema needs the hf sampling backend")
+    made: dict = {}
 
-        constraint = json_constraint(model, tokenizer, se.json_format)
+    def constraint():  # built on the first batch the memo lacks: a memoized phase loads no model for it
+        if constrained and "c" not in made:
+            from seal_repro.fewshot.constrained import json_constraint
+
+            made["c"] = json_constraint(sampler.model, sampler.tokenizer, se.json_format)
+        return made.get("c")
 
     def call(batch: list[str], call_seed: int) -> list[dict]:
-        args = dict(max_new_tokens=s.max_new_tokens, temperature=s.temperature, top_p=s.top_p,
-                    batch_size=spec.evaluation.batch_size, seed=call_seed)
+        args = dict(max_new_tokens=s.max_new_tokens, temperature=s.temperature, top_p=s.top_p, seed=call_seed)
+        if sampler.kind == "hf":  # fixed batches: the batch a sample shares changes its numerics
+            args["batch_size"] = spec.evaluation.batch_size
         key = None if memo is None or model_fingerprint is None else key_of({
-            "arc_samples": code_fingerprint(__name__), "model": model_fingerprint,
+            "arc_samples": code_fingerprint(__name__), "model": model_fingerprint, "backend": sampler.kind,
             "model_spec": spec.model.model_dump(mode="json"), "prompts": batch, "decoding": se.decoding,
-            "json_format": se.json_format if constraint is not None else None, **args})
+            "json_format": se.json_format if constrained else None, **args})
         hit = memo.get(key) if key else None
-        gens = hit["generations"] if hit else [g.__dict__ for g in generate_details(
-            model, tokenizer, batch, constraint=constraint, **args)]
+        if hit:
+            gens = hit["generations"]
+        elif sampler.kind == "hf":
+            gens = [g.__dict__ for g in generate_details(sampler.model, sampler.tokenizer, batch,
+                                                         constraint=constraint(), **args)]
+        else:
+            gens = sampler.generate(batch, **args)
         if key and not hit:
             memo.put(key, {"generations": gens})
         return gens

@@ -7,6 +7,9 @@ unedited model on all K passages; row r (1..K) is the model after r edits, on pa
 
 `run_continual` runs `continual.sequences` random orders, each memoized whole (a sequence cannot be split: each
 step starts from the previous one's weights), so a re-run caused by an unrelated upstream change costs nothing.
+Each sequence is one job on the spec's executor (forked copies side by side on a CPU, or Ray workers: one GPU and
+one model each; the stage itself loads none). Its self-edits are always sampled with Hugging Face generate, from
+the model as edited so far (no server holds that model).
 """
 
 from __future__ import annotations
@@ -14,17 +17,21 @@ from __future__ import annotations
 import random
 import warnings
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from seal_repro.codehash import code_fingerprint
 from seal_repro.data.records import Passage
 from seal_repro.engine import LoraEngine, TrainExample, train_config
+from seal_repro.executor import local_executor, make_executor, remote
 from seal_repro.io import write_json, write_jsonl
 from seal_repro.knowledge.baselines import read_passages
 from seal_repro.knowledge.grading import grade_records
 from seal_repro.knowledge.inner_loop import ScorerFactory
+from seal_repro.models import resolve_device
 from seal_repro.policy import load_policy, policy_fingerprint
 from seal_repro.knowledge.self_edits import CONTINUAL_SEED_OFFSET, CONTINUAL_SEED_STRIDE, write_self_edits
 from seal_repro.knowledge.sequences import training_sequences
@@ -136,28 +143,77 @@ def _one_self_edit_spec(spec):
     return spec.model_copy(update={"self_edit": se})
 
 
+@dataclass(frozen=True)
+class ContinualRecipe:
+    """What a worker needs to run sequences (picklable; its paths travel by value to Ray workers, executor.ByValue):
+    each sequence loads its own start model, so the kit is the recipe itself."""
+
+    spec: Any
+    model_dir: str
+    questions_file: str
+    scorer: ScorerFactory
+    policy_dir: str | None = None
+
+    @classmethod
+    def of(cls, spec, model_dir, questions_file, scorer, policy_dir=None) -> ContinualRecipe:
+        return cls(spec, str(Path(model_dir).resolve()), str(Path(questions_file).resolve()), scorer,
+                   None if policy_dir is None else str(Path(policy_dir).resolve()))
+
+    def __call__(self) -> ContinualRecipe:
+        return self
+
+    @property
+    def device(self) -> str:
+        return resolve_device(self.spec.model.device)
+
+
+@dataclass(frozen=True)
+class SequenceJob:
+    index: int
+    order: tuple[Passage, ...]
+
+    def describe(self) -> str:
+        return f"continual sequence {self.index}"
+
+
+def run_sequence_job(kit: ContinualRecipe, job: SequenceJob) -> dict:
+    """One sequence, from a freshly loaded start model (the executor's round function)."""
+    spec = kit.spec
+    return _sequence(spec, _one_self_edit_spec(spec), Path(kit.model_dir), Path(kit.questions_file),
+                     None if kit.policy_dir is None else Path(kit.policy_dir), list(job.order), job.index,
+                     {p.id: p for p in job.order}, kit.scorer)
+
+
 def run_continual(spec, model_dir: Path, data_dir: Path, policy: Path | None, out: Path, scorer: ScorerFactory,
                   memo: Memo) -> dict:
     """Every sequence of edits; `policy`: the final SEAL policy (continual.start: seal), else None (the base)."""
     cs = spec.continual
     passages = read_passages(data_dir)
-    by_id = {p.id: p for p in passages}
     one = _one_self_edit_spec(spec)
     start_fp = policy_fingerprint(model_dir, policy)
     code = code_fingerprint(__name__, *scorer.code_modules)
+    orders = draw_orders(passages, cs.n_passages, cs.sequences, spec.seed)
+    keys = [key_of({
+        "continual": s, "code": code, "start": start_fp, "dtype": spec.model.dtype,
+        "chat_template": spec.model.chat_template, "passages": [p.to_dict() for p in order],
+        "self_edit": one.self_edit.model_dump(mode="json"), "inner_loop": spec.inner_loop.model_dump(mode="json"),
+        "evaluation": spec.evaluation.model_dump(mode="json"), "seed": spec.seed,
+    }) for s, order in enumerate(orders)]
+    results = [memo.get(key) for key in keys]
+    todo = [s for s, done in enumerate(results) if done is None]
+    if todo:
+        recipe = ContinualRecipe.of(spec, model_dir, Path(data_dir) / "questions.jsonl", scorer, policy)
+        executor = make_executor(spec.executor, recipe, spec.model.device) if remote(spec.executor) \
+            else local_executor(spec.executor, spec.model.device)
+        jobs = [SequenceJob(s, tuple(orders[s])) for s in todo]
+        with executor:
+            for j, done in executor.run(run_sequence_job, jobs, recipe, describe=SequenceJob.describe):
+                s = todo[j]
+                memo.put(keys[s], done)
+                results[s] = done
+                print(f"continual sequence {s}: {len(orders[s])} edits")
     matrices, sequences, records, edits = [], [], [], []
-    for s, order in enumerate(draw_orders(passages, cs.n_passages, cs.sequences, spec.seed)):
-        key = key_of({
-            "continual": s, "code": code, "start": start_fp, "dtype": spec.model.dtype,
-            "chat_template": spec.model.chat_template, "passages": [p.to_dict() for p in order],
-            "self_edit": one.self_edit.model_dump(mode="json"), "inner_loop": spec.inner_loop.model_dump(mode="json"),
-            "evaluation": spec.evaluation.model_dump(mode="json"), "seed": spec.seed,
-        })
-        done = memo.get(key)
-        if done is None:
-            done = _sequence(spec, one, model_dir, data_dir, policy, order, s, by_id, scorer)
-            memo.put(key, done)
-            print(f"continual sequence {s}: {len(order)} edits")
+    for done in results:
         matrices.append(from_json(done["sequence"]["matrix"]))
         sequences.append(done["sequence"])
         records += done["records"]
@@ -175,11 +231,11 @@ def run_continual(spec, model_dir: Path, data_dir: Path, policy: Path | None, ou
     return summary
 
 
-def _sequence(spec, one, model_dir, data_dir, policy, order, s: int, by_id, scorer) -> dict:
+def _sequence(spec, one, model_dir, questions_file, policy, order, s: int, by_id, scorer) -> dict:
     """One sequence of edits from a freshly loaded start model: its matrix, graded records and self-edits."""
     seq_records: list[dict] = []
     model, tok = load_policy(spec, model_dir, policy)  # every sequence starts from the same model
-    score = scorer(model, tok, Path(data_dir) / "questions.jsonl", spec)
+    score = scorer(model, tok, Path(questions_file), spec)
     row = {"n": 0}
 
     def accuracy(seen):

@@ -9,6 +9,10 @@ base model's self-edits used, and the inner loop adapts the policy model on them
 
 Resumable without DVC's help: samples, rounds and each iteration's trained policy are memoized by content, so
 a killed run, or one with more iterations, recomputes only what it had not finished.
+
+Models on the stage's process: loaded where it samples (hf backend, on a memo miss) and where it trains the policy;
+with Ray workers (which build their own kits) it drops each before the workers start, and with the openai backend
+it loads none to sample (the server does).
 """
 
 from __future__ import annotations
@@ -25,9 +29,9 @@ from seal_repro import rest_em
 from seal_repro.codehash import code_fingerprint
 from seal_repro.data.records import Passage
 from seal_repro.engine import LoraEngine, TrainExample
-from seal_repro.executor import make_executor
+from seal_repro.executor import free_device_memory, make_executor
 from seal_repro.io import write_json, write_jsonl
-from seal_repro.knowledge.baselines import read_passages, write_condition
+from seal_repro.knowledge.baselines import kit_scorer_version, read_passages, sample_and_kit, write_condition
 from seal_repro.knowledge.grading import grade_records
 from seal_repro.knowledge.inner_loop import KitRecipe, Round, ScorerFactory, peak_memory_of, plan_rounds, run_rounds
 from seal_repro.policy import load_policy, policy_fingerprint, stack_adapters
@@ -92,6 +96,7 @@ class KnowledgeRL:
         self.data_dir = Path(data_dir)
         self.train = read_passages(data_dir, "rl_passages.jsonl")
         self.evaluation = read_passages(data_dir)
+        self._kit, self._tok = None, None  # the last sampling phase's kit (None: rounds on workers) and tokenizer
 
     def run(self) -> list[dict]:
         prev, summaries = None, []
@@ -118,9 +123,8 @@ class KnowledgeRL:
         nothing: with iteration i's samples (policy i-1) they show whether each policy writes better self-edits
         for the passages it was trained on than the one before it."""
         folder = self.out / "held_in"
-        model, tok = load_policy(self.spec, self.model_dir, policy)
-        samples, scored, results, _ = self._sample_and_reward(k - 1, policy, model, tok, desc="held-in check",
-                                                              seed_iteration=k)
+        samples, scored, results, _ = self._sample_and_reward(k - 1, policy, desc="held-in check", seed_iteration=k)
+        self._kit = None
         it = rest_em.Iteration(samples, scored, [], None, rest_em.iteration_metrics(scored, []))
         summary = {"policy_iteration": k - 1, "metrics": it.metrics, "rounds": len(results)}
         write_jsonl(folder / "samples.jsonl", _sample_rows(it))
@@ -129,23 +133,26 @@ class KnowledgeRL:
               f"{it.metrics['mean_reward']:.3f} -> {folder}")
         return summary
 
-    def _sample_and_reward(self, k: int, prev: Path | None, model, tok, desc: str, seed_iteration: int | None = None):
-        """Policy `prev` (on `model`) samples rl.k self-edits per passage of iteration k (with the seeds of
-        iteration `seed_iteration`, default k); each is rewarded by the inner loop on the policy model. Returns
-        (samples, scored, round results, graded records) and leaves `self._kit` (the kit over `model`) for the SFT."""
+    def _sample_and_reward(self, k: int, prev: Path | None, desc: str, seed_iteration: int | None = None):
+        """Policy `prev` samples rl.k self-edits per passage of iteration k (with the seeds of iteration
+        `seed_iteration`, default k); each is rewarded by the inner loop on the policy model. Returns (samples,
+        scored, round results, graded records) and leaves `self._kit` (the stage's kit over the policy model, None
+        when the rounds ran on Ray workers) and `self._tok` for the SFT."""
         spec, rl, memo = self.spec, self.rl, self.memo
         passages = self.passages(k)
         by_id = {p.id: p for p in passages}
         fingerprint = policy_fingerprint(self.model_dir, prev)
-        rows = sample_k(model, tok, spec, passages, rl.k, spec.seed + rl_seed_offset(seed_iteration or k), memo=memo,
-                        model_fingerprint=fingerprint)
-        samples = [rest_em.Sample(r["passage_id"], r["index"], r["text"], r["tokens"], r["truncated"]) for r in rows]
         recipe = KitRecipe.of(spec, self.model_dir, self.data_dir / "rl_questions.jsonl", self.scorer, prev)
-        kit = self._kit = recipe.build(model, tok)  # after sampling: the kit wraps the model in LoRA layers
+        # after sampling: the kit wraps the sampling model in LoRA layers
+        rows, self._tok, kit = sample_and_kit(spec, self.model_dir, prev, recipe, lambda sampler: sample_k(
+            sampler, None, spec, passages, rl.k, spec.seed + rl_seed_offset(seed_iteration or k), memo=memo,
+            model_fingerprint=fingerprint))
+        self._kit = kit
+        samples = [rest_em.Sample(r["passage_id"], r["index"], r["text"], r["tokens"], r["truncated"]) for r in rows]
         edits = by_passage([{"passage_id": s.context_id, "index": s.index, "text": s.text} for s in samples])
         with make_executor(spec.executor, recipe, spec.model.device) as executor:
             results = run_rounds(rl_rounds(passages, edits, spec, rl), kit, spec, fingerprint, memo, desc=desc,
-                                 executor=executor)
+                                 executor=executor, code=recipe.code)
         records = grade_records(spec, results, by_id)
         return samples, score_samples(records, samples, rl), results, records
 
@@ -154,32 +161,33 @@ class KnowledgeRL:
         spec, rl = self.spec, self.rl
         folder = self.out / f"iter{k}"
         by_id = {p.id: p for p in self.passages(k)}
-        model, tok = load_policy(spec, self.model_dir, prev)
         done: dict = {}
 
         def sample(passages):
             done["samples"], done["scored"], done["results"], done["records"] = self._sample_and_reward(
-                k, prev, model, tok, desc=f"rl iteration {k}")
+                k, prev, desc=f"rl iteration {k}")
             return done["samples"]
 
         def reward(samples):
             return done["scored"]
 
         def sft(kept):
-            examples = sft_examples(kept, by_id, spec, tok)
+            examples = sft_examples(kept, by_id, spec, self._tok)
             if not examples:
                 return None
-            return self.train_policy(k, prev, self._kit.engine.peft_model.unload(), tok, examples)
+            return self.train_policy(k, prev, self._sft_model(), self._tok, examples)
 
         it = rest_em.iterate(self.passages(k), sample=sample, reward=reward, keep=rl.keep, top_m=rl.top_m, sft=sft)
         if it.sft is None:  # nothing to learn: the policy stays the previous one (iteration 1: an untrained LoRA)
             policy = folder / "policy"
             if prev is None:
-                self.train_policy(k, None, self._kit.engine.peft_model.unload(), tok, [])
+                self.train_policy(k, None, self._sft_model(), self._tok, [])
             else:
                 if policy.exists():
                     shutil.rmtree(policy)
                 shutil.copytree(prev, policy)
+        self._kit = None
+        free_device_memory()
         write_jsonl(folder / "samples.jsonl", _sample_rows(it))
         write_jsonl(folder / "records.jsonl", done["records"])
         print(f"rl iteration {k}: {len(it.scored)} self-edits, mean reward {it.metrics['mean_reward']:.3f}, "
@@ -188,9 +196,15 @@ class KnowledgeRL:
                 "training_passages": len(self.passages(k)), "rounds": len(done["results"]),
                 "rl": rl.model_dump(mode="json", exclude={"iterations"}), **peak_memory_of(done["results"])}
 
+    def _sft_model(self):
+        """The model the policy's SFT trains a LoRA on: the kit's (its round LoRA taken off), or None (loaded by
+        `train_policy` on a memo miss) when the rounds ran on workers."""
+        return None if self._kit is None else self._kit.engine.peft_model.unload()
+
     def train_policy(self, k: int, prev: Path | None, model, tok, examples: list[TrainExample]) -> dict | None:
         """A fresh LoRA on the sampling model (previous policy merged in) trained on `examples`, saved stacked
-        onto the previous policy as iteration k's policy; memoized whole (the adapter and its statistics)."""
+        onto the previous policy as iteration k's policy; memoized whole (the adapter and its statistics).
+        `model` None: the policy model is loaded here, only when the memo lacks the result."""
         spec, rl = self.spec, self.rl
         policy = self.out / f"iter{k}" / "policy"
         key = key_of({"policy_sft": code_fingerprint(__name__), "base": policy_fingerprint(self.model_dir, prev),
@@ -199,6 +213,8 @@ class KnowledgeRL:
         if self.memo.get_dir(key, policy):
             stats = self.memo.get(key)
             return None if stats is None else stats.get("sft")
+        if model is None:
+            model, tok = load_policy(spec, self.model_dir, prev)
         engine = LoraEngine(model, tok, rl.sft.lora)
         stats = rest_em.sft_policy(engine, examples, rl.sft, seed=spec.seed + k)
         policy.parent.mkdir(parents=True, exist_ok=True)
@@ -217,17 +233,20 @@ class KnowledgeRL:
         by_id = {p.id: p for p in self.evaluation}
         questions = self.data_dir / "questions.jsonl"
         fingerprint = policy_fingerprint(self.model_dir, policy)
-        model, tok = load_policy(spec, self.model_dir, policy)
-        rows = write_self_edits(model, tok, spec, self.evaluation, memo=memo, model_fingerprint=fingerprint)
         recipe = KitRecipe.of(spec, self.model_dir, questions, self.scorer, policy)
-        kit = recipe.build(model, tok)
+        rows, _, kit = sample_and_kit(spec, self.model_dir, policy, recipe, lambda sampler: write_self_edits(
+            sampler, None, spec, self.evaluation, memo=memo, model_fingerprint=fingerprint))
         rounds = [replace(r, condition=condition) for r in plan_rounds(condition, self.evaluation, by_passage(rows), spec)]
         hits, misses = memo.hits, memo.misses
         with make_executor(spec.executor, recipe, spec.model.device) as executor:
-            results = run_rounds(rounds, kit, spec, fingerprint, memo, desc=condition, executor=executor)
+            results = run_rounds(rounds, kit, spec, fingerprint, memo, desc=condition, executor=executor,
+                                 code=recipe.code)
+            version = kit_scorer_version(kit, executor)
+        del kit
+        free_device_memory()
         records = grade_records(spec, results, by_id)
         summary = {"iteration": k, "memo_hits": memo.hits - hits, "memo_misses": memo.misses - misses,
-                   "lm_eval_task_version": kit.scorer.version}
+                   "lm_eval_task_version": version}
         write_jsonl(folder / "self_edits.jsonl", rows)
         write_condition(folder, condition, results, records, summary)
         print(f"{condition}: {len(results)} rounds ({summary['memo_hits']} memoized), {len(records)} answers -> {folder}")

@@ -1,9 +1,13 @@
 """Self-edits a model writes for passages: the prompts, batched sampling, and the memo that keeps every batch.
 
 Sampling is deterministic (seeded per batch), so a batch of samples is memoized under everything that decides
-it: the model (and policy adapter), its dtype and device, the rendered prompts, the sampling settings, batch size,
+it: the model (and policy adapter), its dtype and device, the rendered prompts, the sampling settings, the
+backend that samples (seal_repro/sampling.py: hf generate, with its batch size, or an OpenAI-compatible server),
 seed and the code that samples. A stage re-run after a crash, or an ablation that does not touch sampling, reads
-its self-edits back instead of generating them again.
+its self-edits back instead of generating them again (and, with a lazily loaded sampler, loads no model for them).
+
+The sampling functions take a sampler (`sampling.open_sampler`) or, as before, a model and its tokenizer (Hugging
+Face generate on that model).
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from seal_repro.data.records import Passage
 from seal_repro.engine import Generation, generate_details, render_prompt
 from seal_repro.knowledge.prompts import self_edit_prompt, uses_chat_template
 from seal_repro.memo import Memo, key_of
+from seal_repro.sampling import as_sampler
 
 # Seed offsets of the self-edits sampled for each use; far apart, so no two uses share a seed.
 CONTINUAL_SEED_OFFSET = 200_000
@@ -33,19 +38,23 @@ def policy_prompt(spec, tokenizer, passage: Passage) -> str:
                          uses_chat_template(spec))
 
 
-def _sample(model, tokenizer, spec, prompts: list[str], seed: int, memo: Memo | None,
+def _sample(sampler, spec, prompts: list[str], seed: int, memo: Memo | None,
             model_fingerprint: str | None) -> list[Generation]:
     s = spec.self_edit.sampling
-    args = dict(max_new_tokens=s.max_new_tokens, temperature=s.temperature, top_p=s.top_p,
-                batch_size=spec.evaluation.batch_size, seed=seed)
+    args = dict(max_new_tokens=s.max_new_tokens, temperature=s.temperature, top_p=s.top_p, seed=seed)
+    if sampler.kind == "hf":  # fixed batches: the batch a sample shares changes its numerics
+        args["batch_size"] = spec.evaluation.batch_size
     key = None
     if memo is not None and model_fingerprint is not None:
-        key = key_of({"samples": code_fingerprint(__name__), "model": model_fingerprint,
+        key = key_of({"samples": code_fingerprint(__name__), "model": model_fingerprint, "backend": sampler.kind,
                       "model_spec": spec.model.model_dump(mode="json"), "prompts": prompts, **args})
         hit = memo.get(key)
         if hit is not None:
             return [Generation(**g) for g in hit["generations"]]
-    out = generate_details(model, tokenizer, prompts, **args)
+    if sampler.kind == "hf":
+        out = generate_details(sampler.model, sampler.tokenizer, prompts, **args)
+    else:
+        out = [Generation(**g) for g in sampler.generate(prompts, **args)]
     if key is not None:
         memo.put(key, {"generations": [g.__dict__ for g in out]})
     return out
@@ -60,11 +69,13 @@ def write_self_edits(model, tokenizer, spec, passages: Sequence[Passage], seed_o
                      memo: Memo | None = None, model_fingerprint: str | None = None) -> list[dict]:
     """`self_edit.n` sampled self-edits per passage; rows {passage_id, index, text, tokens, truncated} ordered by
     (passage, index). Sample i of every passage comes from one batched call seeded `seed + offset + 1000 * i`, so
-    every model writing for the same passages (base, each SEAL iteration) draws with the same seeds."""
-    prompts = [policy_prompt(spec, tokenizer, p) for p in passages]
+    every model writing for the same passages (base, each SEAL iteration) draws with the same seeds. `model`: a
+    sampler (seal_repro/sampling.py; `tokenizer` unused) or a model."""
+    sampler = as_sampler(model, tokenizer)
+    prompts = [policy_prompt(spec, sampler.tokenizer, p) for p in passages]
     rows = []
     for i in tqdm(range(spec.self_edit.n), desc="self-edits", unit="sample", dynamic_ncols=True):
-        gens = _sample(model, tokenizer, spec, prompts, spec.seed + seed_offset + 1000 * i, memo, model_fingerprint)
+        gens = _sample(sampler, spec, prompts, spec.seed + seed_offset + 1000 * i, memo, model_fingerprint)
         rows += [_row(p.id, i, g) for p, g in zip(passages, gens)]
     rows.sort(key=lambda r: (r["passage_id"], r["index"]))
     return rows
@@ -74,9 +85,10 @@ def sample_k(model, tokenizer, spec, passages: Sequence[Passage], k: int, seed: 
              memo: Memo | None = None, model_fingerprint: str | None = None) -> list[dict]:
     """`k` sampled self-edits per passage as rows like `write_self_edits`'s. All n·k prompts go through batched
     generation together (the k copies of a prompt draw different samples): on a CPU one batch of 9 costs about a
-    third of three batches of 3."""
-    prompts = [policy_prompt(spec, tokenizer, p) for p in passages for _ in range(k)]
-    gens = _sample(model, tokenizer, spec, prompts, seed, memo, model_fingerprint)
+    third of three batches of 3. `model`: a sampler or a model, as for `write_self_edits`."""
+    sampler = as_sampler(model, tokenizer)
+    prompts = [policy_prompt(spec, sampler.tokenizer, p) for p in passages for _ in range(k)]
+    gens = _sample(sampler, spec, prompts, seed, memo, model_fingerprint)
     return [_row(p.id, i, gens[j * k + i]) for j, p in enumerate(passages) for i in range(k)]
 
 

@@ -3,6 +3,7 @@ tests, CPT, continual), figures, per-question records and provenance, from the k
 
 from __future__ import annotations
 
+import math
 import shutil
 from collections import defaultdict
 from pathlib import Path
@@ -128,15 +129,20 @@ def paired_metrics(name: str, tests: dict) -> dict[str, float]:
         out[f"{name}.diff_vs_{cond}"] = round(t.diff, 6)
         out[f"{name}.diff_vs_{cond}_low"] = round(t.low, 6)
         out[f"{name}.diff_vs_{cond}_high"] = round(t.high, 6)
+        need = t.passages_for_power()
+        if math.isfinite(need):  # passages a paired test at p < 0.05 needs for 80 % power at this effect and SD
+            out[f"{name}.passages_for_80pct_power_vs_{cond}"] = int(need)
     return out
 
 
 def paired_markdown(name: str, tests: dict, n_passages: int) -> list[str]:
     lines = [f"## {name} vs each baseline (paired over {n_passages} passages)", "",
-             "| baseline | difference (points) | 95% CI | p (sign-flip) |", "|---|---:|---:|---:|"]
+             "| baseline | difference (points) | 95% CI | p (sign-flip) | passages for 80% power |",
+             "|---|---:|---:|---:|---:|"]
     for cond, t in tests.items():
+        need = t.passages_for_power()
         lines.append(f"| {label(cond)} | {100 * t.diff:+.1f} | {100 * t.low:+.1f} to "
-                     f"{100 * t.high:+.1f} | {t.p_value:.3g} |")
+                     f"{100 * t.high:+.1f} | {t.p_value:.3g} | {need if math.isfinite(need) else '—'} |")
     verdicts = [f"{label(c)} ({'better' if t.diff > 0 else 'worse'}, p = {t.p_value:.3g})"
                 for c, t in tests.items() if t.p_value < 0.05]
     lines += ["", f"- significant at 5%: {'; '.join(verdicts)}" if verdicts else

@@ -50,7 +50,8 @@ class LocalExecutor(Strict):
                              "optimizer state, and no machine has the cores to run that many")
         if v == "auto" or (isinstance(v, int) and not isinstance(v, bool) and v >= 1):
             return v
-        raise ValueError(f"must be a whole number of at least 1, or auto (got {str(v)[:60]!r})")
+        shown = v if isinstance(v, (int, float)) else repr(str(v)[:60])  # a long value is cut, a number shown as is
+        raise ValueError(f"must be a whole number of at least 1, or auto (got {shown})")
 
     def resolve(self, thread_budget: int, on_cpu: bool) -> tuple[int, int | None]:
         """(workers, threads per worker) for a stage that may use `thread_budget` torch threads."""
@@ -83,6 +84,19 @@ class RayExecutor(Strict):
         ROUNDS_PER_BATCH, ge=1, le=64,
         description="inner-loop rounds trained together in one forward/backward (each through its own LoRA) and "
         "answered in one batched generation; changes no result beyond float rounding (seal_repro/multilora.py)",
+    )
+    code: Literal["auto", "ship", "installed"] = Field(
+        "installed", description="how the package's code reaches the workers: ship = Ray's runtime_env working_dir, the "
+        "repository (less build/, .venv/, .dvc/, .seal-cache/, .git/, runs/), so a node needs only the Python "
+        "environment; installed (the default) = each node imports its own installed copy; auto = ship when joining a "
+        "cluster (address set), installed on a local Ray instance. ship is experimental: its test is marked slow "
+        "(Ray's upload did not finish on the 2-core sandbox; docs/BENCHMARKS.md)",
+    )
+    by_value_mb: float = Field(
+        1024.0, ge=0, le=65536, description="files and folders a worker builds its kit from (questions, prompts, a "
+        "policy adapter, a model folder) travel through Ray's object store up to this size (MiB) each; a larger one "
+        "(a 7B model folder) is read at the same absolute path on every node: shared storage, or every node's "
+        "Hugging Face cache (model.source: hf passes only the model id)",
     )
 
     @field_validator("num_gpus_per_worker")

@@ -32,10 +32,10 @@ from seal_repro.spec.base import (
     Strict,
     unique_items,
 )
-from seal_repro.spec.executor import LocalExecutor
+from seal_repro.spec.executor import ExecutorSpec, LocalExecutor
 from seal_repro.spec.inner_loop import LoraSpec
 from seal_repro.spec.model import ModelSpec
-from seal_repro.spec.self_edit import SamplingSpec
+from seal_repro.spec.self_edit import HFBackend, SamplingBackend, SamplingSpec
 from seal_repro.spec.training import Schedule, TrainingSpec, default
 
 FewShotCondition = Literal["icl", "ttt_no_rl", "seal", "oracle_ttt"]
@@ -142,6 +142,10 @@ class FewShotSelfEditSpec(Strict):
         "library), so every self-edit parses and is in range (bar truncation at max_new_tokens); free: the model's "
         "own choice of tokens, as the reference samples")
     sampling: SamplingSpec = SamplingSpec()
+    backend: SamplingBackend = Field(
+        HFBackend(), description="what samples the self-edits: hf (generate in the stage's process, the default) or "
+        "openai (an OpenAI-compatible completions server, e.g. vLLM serving the policy as a LoRA on a GPU node); part "
+        "of the samples' memo key")
     n_train: PositiveInt = Field(15, le=MAX_SAMPLES, description=f"self-edits sampled per training task (RL; at most "
                                  f"{MAX_SAMPLES})")
     n_eval: PositiveInt = Field(5, le=MAX_SAMPLES, description=f"self-edits sampled per evaluation task (at most "
@@ -153,6 +157,13 @@ class FewShotSelfEditSpec(Strict):
         if v is not None and PLACEHOLDER not in v:
             raise ValueError(f"must contain the placeholder {PLACEHOLDER}")
         return v
+
+    @model_validator(mode="after")
+    def _constrained_needs_hf(self):
+        if self.decoding == "json_schema" and self.backend.kind != "hf":
+            raise ValueError("self_edit.decoding: json_schema constrains Hugging Face generate (outlines); it needs "
+                             f"self_edit.backend.kind: hf (it is {self.backend.kind!r})")
+        return self
 
     @model_validator(mode="after")
     def _greedy(self):
@@ -313,8 +324,9 @@ class FewShotSpec(Strict):
     rl: FewShotRLSpec = FewShotRLSpec()
     evaluation: FewShotEvaluationSpec = FewShotEvaluationSpec()
     conditions: tuple[FewShotCondition, ...] = ALL_FEWSHOT_CONDITIONS
-    executor: LocalExecutor = Field(LocalExecutor(), description="where TTT rounds run: the stage's process, or "
-                                    "forked copies of it side by side (CPU); changes no result, left out of the hash")
+    executor: ExecutorSpec = Field(LocalExecutor(), description="where TTT rounds run: the stage's process, forked "
+                                   "copies of it side by side (CPU), or Ray workers; changes no result, left out of the "
+                                   "hash")
 
     @field_validator("conditions")
     @classmethod

@@ -74,6 +74,94 @@ def test_full_fine_tuning_trains_every_weight(tiny_model_dir):
     assert len(changed) == len(before)  # embeddings, norms, attention, MLP: no adapter, no frozen weight
 
 
+def _norm_weights(model) -> torch.Tensor:
+    """Every RMSNorm weight (all exactly 1.0 in a fresh model): where bfloat16's resolution is coarsest (2^-8 below
+    1), so an AdamW step of lr < 2^-9 rounds back to 1.0 on a bfloat16 weight."""
+    return torch.cat([p.detach().float().flatten() for n, p in model.named_parameters() if "norm" in n])
+
+
+def test_full_fine_tuning_keeps_float32_master_weights_so_small_steps_add_up(tiny_model_dir):
+    from torch.optim.optimizer import register_optimizer_step_pre_hook
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(tiny_model_dir)
+    cfg = train_config(TrainingSpec(epochs=10, lr=1.5e-3, batch_size=2, lr_schedule="constant"))  # 10 steps of < 2^-9
+    seqs = examples(["the town was founded in 1874 .", "the river is short ."])
+    moved = {}
+    for master in (True, False):
+        model = AutoModelForCausalLM.from_pretrained(tiny_model_dir, dtype=torch.bfloat16)
+        assert bool((_norm_weights(model) == 1.0).all())
+        engine = FullEngine(model, tok, master_weights=master)
+        dtypes = set()
+        handle = register_optimizer_step_pre_hook(
+            lambda opt, a, k: dtypes.update(p.dtype for g in opt.param_groups for p in g["params"]))
+        try:
+            engine.reset(0)
+            stats = engine.train(seqs, cfg, seed=0)
+        finally:
+            handle.remove()
+        assert stats.steps == 10 and all(math.isfinite(x) for x in stats.losses)
+        assert dtypes == ({torch.float32} if master else {torch.bfloat16})  # what AdamW updates
+        assert {p.dtype for p in model.parameters()} == {torch.bfloat16}  # the model answers in its own dtype
+        moved[master] = int((_norm_weights(model) != 1.0).sum())
+    assert moved[False] == 0  # bfloat16 weights alone: every step rounded away
+    assert moved[True] > 0  # float32 masters: the steps add up, and survive the cast back
+
+
+def test_distributed_runs_only_for_full_fine_tuning():
+    spec = _spec(method="full", distributed={"backend": "fsdp", "processes": 2})
+    assert spec.cpt.distributed.processes == 2 and _spec().cpt.distributed is None  # off by default
+    with pytest.raises(ValueError, match="only read when cpt.method is 'full'"):
+        _spec(distributed={"processes": 2})
+    with pytest.raises(ValueError):
+        _spec(method="full", distributed={"processes": 1})  # one process: train in the stage's process instead
+
+
+def test_the_launch_is_accelerate_launch_of_this_module(tmp_path):
+    from seal_repro.knowledge.cpt import WORKER, launch_command
+    from seal_repro.spec.cpt import DistributedSpec
+
+    cmd = launch_command(DistributedSpec(processes=4), tmp_path, port=29999)
+    assert cmd[1:5] == ["-m", "accelerate.commands.accelerate_cli", "launch", "--multi_gpu"]
+    assert cmd[cmd.index("--num_processes") + 1] == "4" and cmd[-3:] == ["-m", WORKER, str(tmp_path)]
+    assert WORKER == "seal_repro.knowledge.cpt"
+
+
+@pytest.mark.parametrize("backend", ["fsdp", pytest.param("ddp", marks=pytest.mark.slow)])
+def test_two_processes_train_the_model_one_process_trains(tiny_model_dir, tmp_path, backend):
+    """accelerate launch, 2 CPU processes (gloo), FSDP2-sharded weights, gradients and AdamW states: the model they
+    save, loaded and scored by the stage's process, equals FullEngine.train's in one process (float rounding)."""
+    from seal_repro import models
+    from seal_repro.knowledge.cpt import _train_and_score_launched
+
+    spec = ExperimentSpec.model_validate({
+        "model": {"source": "local", "path": str(tiny_model_dir), "chat_template": False},
+        "cpt": {"method": "full", "conditions": ["passage"], "epochs": 2, "batch_size": 3, "lr": 1e-3,
+                "max_grad_norm": 1.0, "distributed": {"backend": backend, "processes": 2}}})
+    seqs = ["the town was founded in 1874 by a river", "the bridge was built in 1901", "paris is the capital of france",
+            "the war ended in the year 1918", "a short river on the town"]  # 5: the last batch of 2 leaves a process idle
+    scored = {}
+
+    def scorer(model, tok, questions, spec_):
+        scored["state"] = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        return type("Scorer", (), {"score": lambda self, ids: [{"question_id": i, "prediction": "x"} for i in ids]})()
+
+    result = _train_and_score_launched(spec, tiny_model_dir, tmp_path, seqs, None, scorer, ["q0"], tmp_path / "out")
+    assert result["answers"] == [{"question_id": "q0", "prediction": "x"}] and result["train"]["steps"] == 2  # 2 epochs x 2 batches, grad_accum 2
+    assert not [p for p in (tmp_path / "out").iterdir()]  # the trained model's folder is gone once scored
+
+    model, tok = models.load(spec.model, tiny_model_dir)
+    base = {k: v.clone() for k, v in model.state_dict().items()}
+    engine = FullEngine(model, tok)
+    engine.reset(spec.seed)
+    alone = engine.train(examples(seqs), train_config(spec.cpt), seed=spec.seed)
+    assert result["train"]["final_loss"] == pytest.approx(alone.final_loss, rel=1e-5)
+    one = model.state_dict()
+    moved = max(float((one[k] - base[k]).abs().max()) for k in one)
+    diff = max(float((one[k] - scored["state"][k]).abs().max()) for k in one)
+    assert moved > 1e-3 and diff < 1e-5, (moved, diff)
+
+
 def test_retention_matrix_and_forgetting_on_a_known_matrix():
     nan = math.nan
     m = np.array([[0.0, 0.0, 0.0],

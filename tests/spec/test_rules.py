@@ -188,6 +188,18 @@ RULES = [
     R("FewShotSelfEditSpec", "_greedy",
       {"sampling": {"temperature": 0}, "n_train": 1, "n_eval": 1, "resample": {"max_tries": 2}},
       "same invalid self-edit", {"sampling": {"temperature": 0}, "n_train": 1, "n_eval": 1, "resample": {"max_tries": 1}}),
+    # constrained decoding runs inside Hugging Face generate, not on a completions server
+    R("FewShotSelfEditSpec", "_constrained_needs_hf", {"decoding": "json_schema", "backend": {"kind": "openai"}},
+      "needs self_edit.backend.kind: hf", {"decoding": "json_schema", "backend": {"kind": "hf"}}),
+    # --- the sampling backend (both domains) ---------------------------------------------------------------------
+    R("ServeSpec", "_command", {"command": []}, "non-empty list", {"command": ["srv", "{model}"]}),
+    R("ServeSpec", "_command", {"command": ["srv", "{nope}"]}, r"unknown placeholder\(s\) \{nope\}",
+      {"command": ["srv", "{port}"]}),
+    R("OpenAIBackend", "_url", {"base_url": "gpu:8000/v1"}, "must start with http", {"base_url": "http://gpu:8000/v1"}),
+    R("OpenAIBackend", "_env", {"api_key_env": "sk-123"}, "NAME of an environment variable", {"api_key_env": "KEY"}),
+    R("OpenAIBackend", "_one_server", {"base_url": "http://g/v1", "serve": {"port": 9}}, "not both",
+      {"base_url": "http://g/v1"}),
+    R("OpenAIBackend", "_one_server", {"model": "m"}, "only read with base_url", {"model": "m", "base_url": "http://g/v1"}),
     # the reference's step gate needs a limit to compare with
     R("FewShotInnerLoopSpec", "_step_limit", {"step_limit_rule": "skip", "max_steps": None}, "max_steps is null",
       {"step_limit_rule": "skip", "max_steps": 375}),

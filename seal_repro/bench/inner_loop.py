@@ -81,6 +81,8 @@ SQUARE = 2048
 # (milliseconds) and each copy's first step (its heap pages copied from the parent's on first write) are a small
 # part of the wall time.
 EXECUTOR_ROUNDS_PER_WORKER = 4
+# batched_rounds_speedup: B rounds trained together (LoraEngine.train_many) against the same B one at a time.
+BATCH_SIZES = (2, 4)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -306,6 +308,34 @@ def _executor_training(engine, spec, settings: BenchSettings, passages, cfg) -> 
             "seconds": seconds}
 
 
+def _batched_rounds(engine, rounds, spec, cfg) -> dict:
+    """Seconds to train B rounds one at a time (`train`) and together (`train_many`), the same rounds and seeds
+    side by side in this process, for each B of BATCH_SIZES (the planned rounds repeated to fill B)."""
+    import time
+
+    from seal_repro.engine import TrainExample
+
+    jobs = [([TrainExample(s) for s in r.sequences], r.seed(spec.seed)) for r in rounds if r.sequences]
+    out: dict = {}
+    if not jobs:
+        return out
+    for b in BATCH_SIZES:
+        batch = [jobs[i % len(jobs)] for i in range(b)]
+        t0 = time.perf_counter()
+        for examples, seed in batch:
+            engine.train(examples, cfg, seed=seed)
+        solo = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        engine.train_many(batch, cfg)
+        together = time.perf_counter() - t0
+        out[f"batched_rounds_speedup_b{b}"] = solo / together
+        _log(f"batched rounds, B={b}: one at a time {solo:.2f} s, together {together:.2f} s")
+    best = max(BATCH_SIZES, key=lambda b: out[f"batched_rounds_speedup_b{b}"])
+    out["batched_rounds_best_b"] = best
+    out["batched_rounds_speedup"] = out[f"batched_rounds_speedup_b{best}"]
+    return out
+
+
 def _run_bench(spec, model_dir: Path, settings: BenchSettings) -> dict:
     import torch
 
@@ -399,6 +429,7 @@ def _run_bench(spec, model_dir: Path, settings: BenchSettings) -> dict:
                    for q, title in all_questions[: ev.batch_size]]
         gen = generation_throughput(engine, prompts, max_new_tokens=ev.max_new_tokens, batch_size=ev.batch_size)
         _log(f"generation: batched and one-at-a-time outputs identical: {gen['same_outputs']}")
+        batched = _batched_rounds(engine, rounds, spec, cfg)
 
         best_shape = max(mm, key=mm.get)
         ref_tokens = sum(r.trained_tokens for r in ref_rounds)
@@ -422,6 +453,9 @@ def _run_bench(spec, model_dir: Path, settings: BenchSettings) -> dict:
             "reference_round_seconds": ref_round,
             "engine_accuracy": _accuracy(spec, rounds, engine_preds),
             "reference_accuracy": _accuracy(spec, rounds, [p for r in ref_rounds for p in r.predictions]),
+            # each round's last step loss, averaged over rounds (the reference's counts its padding tokens too)
+            "engine_final_loss": sum(s.final_loss for s in train_stats) / max(len(train_stats), 1),
+            "reference_final_loss": sum(r.final_loss for r in ref_rounds) / max(len(ref_rounds), 1),
             "engine_train_real_tokens": real_tokens,
             "reference_train_tokens": ref_tokens,
             "reference_train_real_tokens": sum(r.real_tokens for r in ref_rounds),
@@ -440,6 +474,7 @@ def _run_bench(spec, model_dir: Path, settings: BenchSettings) -> dict:
             "batched_generation_tokens_per_s": gen["batched_tokens_per_s"],
             "sequential_generation_tokens_per_s": gen["sequential_tokens_per_s"],
             "batched_vs_sequential_generation": gen["batched_tokens_per_s"] / gen["sequential_tokens_per_s"],
+            **batched,
             "peak_memory_mb": peak_rss_mb(),
             "peak_gpu_memory_mb": peak_gpu_mb(device),
             "inner_loop_speedup_vs_reference": ref_round / engine_round,

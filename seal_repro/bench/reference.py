@@ -35,6 +35,7 @@ class ReferenceRound:
     trained_tokens: int  # tokens in every batch the Trainer trained on, padding included
     real_tokens: int  # the non-padding ones among them
     train_seconds: float  # Trainer construction + trainer.train()
+    final_loss: float = float("nan")  # the Trainer's last logged step loss (over padding too: labels = every id)
 
 
 class ReferenceInnerLoop:
@@ -93,7 +94,7 @@ class ReferenceInnerLoop:
             # the engine's warm-up (TrainConfig.warmup_for): its steps, else its ratio, which transformers 5 reads
             # from a warmup_steps below 1
             warmup_steps=cfg.warmup_steps or cfg.warmup_ratio,
-            eval_strategy="no", save_strategy="no", report_to="none", disable_tqdm=True,
+            eval_strategy="no", save_strategy="no", report_to="none", disable_tqdm=True, logging_steps=1,
             use_cpu=self.model.device.type == "cpu", dataloader_pin_memory=False, remove_unused_columns=False,
         )
         trainer = Trainer(model=peft_model, args=args, train_dataset=self._dataset(sequences), data_collator=collate)
@@ -103,10 +104,12 @@ class ReferenceInnerLoop:
             torch.cuda.synchronize()
         train_seconds = time.perf_counter() - t0
         steps = trainer.state.global_step
+        losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
 
         peft_model.eval()
         predictions = [self._answer(peft_model, q, title) for q in questions]
-        result = ReferenceRound(predictions, steps, counted["tokens"], counted["real"], train_seconds)
+        result = ReferenceRound(predictions, steps, counted["tokens"], counted["real"], train_seconds,
+                                losses[-1] if losses else float("nan"))
         del trainer
         self.model = peft_model.unload()  # the LoRA layers out, the base layers back: the model as loaded
         self.model.eval()

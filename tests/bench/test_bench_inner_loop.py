@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 
 import pytest
 
@@ -29,7 +30,8 @@ KEYS = [
     "engine_round_seconds", "reference_round_seconds", "engine_accuracy", "reference_accuracy",
     "engine_train_flops_per_s", "matmul_flops_per_s", "train_flops_fraction_of_matmul",
     "batched_generation_tokens_per_s", "sequential_generation_tokens_per_s", "batched_vs_sequential_generation",
-    "peak_memory_mb", "n_rounds", "inner_loop_speedup_vs_reference",
+    "peak_memory_mb", "n_rounds", "inner_loop_speedup_vs_reference", "engine_final_loss", "reference_final_loss",
+    "batched_rounds_speedup_b2", "batched_rounds_speedup_b4", "batched_rounds_best_b", "batched_rounds_speedup",
 ]
 TEXT_KEYS = {"device", "dtype", "condition", "engine_answers", "matmul_best_shape", "self_edit_lines"}
 
@@ -63,6 +65,10 @@ def test_every_line_is_printed_and_parses(bench_output):
     assert lines[-1].split("=")[1] == f"{results['inner_loop_speedup_vs_reference']:.2f}"
     assert pairs["device"] == "cpu" and pairs["dtype"] == "float32" and pairs["n_rounds"] == "1"
     assert 0.0 <= float(pairs["engine_accuracy"]) <= 1.0 and 0.0 <= float(pairs["reference_accuracy"]) <= 1.0
+    # both trainers logged a finite loss; the best B is one of those measured, its speedup the one printed for it
+    assert math.isfinite(results["engine_final_loss"]) and math.isfinite(results["reference_final_loss"])
+    best = results["batched_rounds_best_b"]
+    assert best in (2, 4) and results["batched_rounds_speedup"] == results[f"batched_rounds_speedup_b{best}"] > 0
 
 
 def test_reference_trains_on_2048_padded_tokens(bench_output):

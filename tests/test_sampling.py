@@ -23,15 +23,10 @@ from seal_repro.models import load_tokenizer
 from seal_repro.sampling import HFSampler, ServedSampler, open_sampler, serve_argv
 from seal_repro.spec.experiment import ExperimentSpec
 from seal_repro.spec.self_edit import OpenAIBackend, SelfEditSpec
+from fake_openai import no_proxy  # noqa: F401 (autouse fixture: no proxy for the loopback server)
 
 HERE = Path(__file__).resolve().parent
 SCRIPT = HERE / "fake_completions.py"
-
-
-@pytest.fixture(autouse=True)
-def no_proxy(monkeypatch):
-    for var in ("http_proxy", "https_proxy", "all_proxy", "HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY"):
-        monkeypatch.delenv(var, raising=False)
 
 
 @pytest.fixture

@@ -20,10 +20,10 @@ import subprocess
 from pathlib import Path
 
 import pytest
-import yaml
 
 from seal_repro.lmeval import TASKS_DIR
 from seal_repro.spec import load_spec
+from protocol_tables import task_yaml, walk
 
 REPO = Path(__file__).resolve().parents[2]
 DOC = REPO / "docs" / "PROTOCOL.md"
@@ -63,27 +63,16 @@ def _literal(cell: str):
 
 
 def _task_yaml() -> dict:
-    class Loader(yaml.SafeLoader):
-        pass
-
-    Loader.add_constructor("!function", lambda loader, node: loader.construct_scalar(node))
-    return yaml.load((TASKS_DIR / "seal_arc" / "seal_arc.yaml").read_text(), Loader=Loader)
-
-
-def _walk(value, path: str):
-    for part in path.split("."):
-        assert isinstance(value, dict) and part in value, f"{path}: no key {part!r}"
-        value = value[part]
-    return value
+    return task_yaml(TASKS_DIR / "seal_arc" / "seal_arc.yaml")
 
 
 def resolve(key: str, spec_json: dict):
     if key.startswith("task:"):
-        return _walk(_task_yaml(), key[len("task:"):])
+        return walk(_task_yaml(), key[len("task:"):])
     if key.startswith("const:"):
         module, name = key[len("const:"):].rsplit(".", 1)
         return getattr(importlib.import_module(module), name)
-    return _walk(spec_json, key)
+    return walk(spec_json, key)
 
 
 @pytest.fixture(scope="module")

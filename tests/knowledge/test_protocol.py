@@ -20,11 +20,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-import yaml
 
 from conftest import REPO
 from seal_repro.lmeval import TASKS_DIR
 from seal_repro.spec import load_spec
+from protocol_tables import task_yaml, walk
 
 DOC = REPO / "docs" / "PROTOCOL.md"
 # a bare clone of Continual-Intelligence/SEAL (the test that reads it skips when it is absent)
@@ -89,18 +89,7 @@ def _key(cell: str) -> str | None:
 
 
 def _task_yaml() -> dict:
-    class Loader(yaml.SafeLoader):
-        pass
-
-    Loader.add_constructor("!function", lambda loader, node: loader.construct_scalar(node))
-    return yaml.load((TASKS_DIR / "seal_knowledge" / "seal_knowledge_qa.yaml").read_text(), Loader=Loader)
-
-
-def _walk(value, path: str):
-    for part in path.split("."):
-        assert isinstance(value, dict) and part in value, f"{path}: no key {part!r}"
-        value = value[part]
-    return value
+    return task_yaml(TASKS_DIR / "seal_knowledge" / "seal_knowledge_qa.yaml")
 
 
 @pytest.fixture(scope="module")
@@ -116,11 +105,11 @@ def resolved():
 
 def resolve(key: str, spec_json: dict):
     if key.startswith("task:"):
-        return _walk(_task_yaml(), key[len("task:"):])
+        return walk(_task_yaml(), key[len("task:"):])
     if key.startswith("const:"):
         module, name = key[len("const:"):].rsplit(".", 1)
         return getattr(importlib.import_module(module), name)
-    return _walk(spec_json, key)
+    return walk(spec_json, key)
 
 
 def test_every_experiment_and_every_paper_spec_has_a_table():

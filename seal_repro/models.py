@@ -10,6 +10,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import shutil
 from pathlib import Path
 
 from seal_repro.errors import UserError
@@ -72,6 +73,34 @@ def prepare(spec: ModelSpec, out_dir: Path) -> Path:
         require_safetensors_folder(spec.path, "model.path")
     (out_dir / SOURCE_FILE).write_text(json.dumps({"source": spec.source, "name_or_path": ref}, indent=2) + "\n")
     return out_dir
+
+
+# A knowledge spec's self-edit writer (`self_edit.writer`, teacher–student SEAL) is prepared in this sub-folder of
+# the student's folder, which the student's fingerprint does not read (seal_repro/memo.py fingerprint_model_dir
+# reads a folder's files, not its sub-folders).
+WRITER_SUBDIR = "writer"
+
+
+def writer_dir(model_dir: Path) -> Path:
+    return Path(model_dir) / WRITER_SUBDIR
+
+
+def prepare_writer(writer: ModelSpec, student: ModelSpec, student_dir: Path) -> Path:
+    """The writer's folder inside the prepared student's: its own `prepare`, or, when both are the embedded model,
+    hard links to the student's files (the same weights: no second conversion, no second copy on disk)."""
+    out = writer_dir(student_dir)
+    if not (writer.source == student.source == "embedded"):
+        return prepare(writer, out)
+    out.mkdir(parents=True, exist_ok=True)
+    for f in Path(student_dir).iterdir():
+        if f.is_file():
+            target = out / f.name
+            target.unlink(missing_ok=True)
+            try:
+                os.link(f, target)
+            except OSError:  # another file system, or links not allowed: a copy
+                shutil.copy2(f, target)
+    return out
 
 
 def require_safetensors_folder(folder: str | Path, key: str = "model") -> None:

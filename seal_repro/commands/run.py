@@ -16,7 +16,7 @@ import argparse
 import importlib
 from pathlib import Path
 
-from seal_repro import provenance
+from seal_repro import models, provenance
 from seal_repro.errors import UserError
 from seal_repro.spec import load_spec
 from seal_repro.stages.helpers import set_threads
@@ -43,6 +43,18 @@ def _stage(module: str, **kwargs) -> None:
     mod.run(parser.parse_args(argv))
 
 
+def _with_writer(model_dir: Path, spec, out: Path) -> Path:
+    """A model folder for a teacher–student spec run with --model-dir: links to the prepared student's files (no
+    copy; they fingerprint as the files themselves) and the writer prepared in its `writer/` sub-folder."""
+    out.mkdir(parents=True, exist_ok=True)
+    for f in Path(model_dir).iterdir():
+        link = out / f.name
+        if f.is_file() and not link.exists():
+            link.symlink_to(f.resolve())
+    models.prepare_writer(spec.self_edit.writer, spec.model, out)
+    return out
+
+
 def run(args) -> int:
     spec = load_spec(args.spec)  # validate first: a bad spec costs nothing
     if spec.domain != "knowledge":
@@ -57,6 +69,8 @@ def run(args) -> int:
     model = Path(args.model_dir) if args.model_dir else b / "model"
     if not args.model_dir:
         _stage("shared.prepare_model", spec_dir=spec_dir, out=model)
+    elif spec.self_edit.writer is not None and not models.writer_dir(model).is_dir():
+        model = _with_writer(model, spec, b / "model")
     common = dict(spec_dir=spec_dir, model=model, data=b / "data")
     _stage("knowledge.baselines", **common, out=b / "baselines")
     _stage("knowledge.rl", **common, out=b / "rl")

@@ -1,7 +1,7 @@
 """The baseline rows of the knowledge table (paper Table 2, single passage), computed in one process.
 
 Conditions: base (no adaptation) · passage (train on the passage) · base_synthetic (passage + the base model's
-own self-edits, sampled here) · teacher_synthetic (passage + the teacher's self-edits, e.g. GPT-4.1's from a
+own self-edits, sampled here; with a separate `self_edit.writer`, the untrained writer's) · teacher_synthetic (passage + the teacher's self-edits, e.g. GPT-4.1's from a
 file). One model load serves them all; rounds the memo lacks run on the spec's executor. With Ray the stage loads
 a model only to sample the base model's self-edits with the hf backend (and drops it before the workers start):
 the workers build their own kits, and the first round's adapter is trained on one of them and sent back as bytes.
@@ -25,6 +25,7 @@ from seal_repro.knowledge.inner_loop import Job, Kit, KitRecipe, ScorerFactory, 
     run_rounds, save_first_adapter
 from seal_repro.policy import load_policy, policy_fingerprint
 from seal_repro.knowledge.self_edits import by_passage, write_self_edits
+from seal_repro.knowledge.writer import Writer
 from seal_repro.memo import Memo
 from seal_repro.sampling import open_sampler
 
@@ -41,19 +42,25 @@ def write_condition(out: Path, condition: str, results: list[dict], records: lis
                                       "questions": len(records), **summary, **peak_memory_of(results)})
 
 
-def sample_and_kit(spec, model_dir: Path, policy: Path | None, recipe: KitRecipe, sample):
-    """`sample(sampler)` with the spec's sampler over the policy (None: the base model), then the stage's kit for
-    its rounds: built on the model the sampling loaded (hf) or a fresh load, or None when the rounds go to workers
-    that build their own (the model is then dropped, so the workers and a server have the GPU). Returns
-    (what `sample` returned, the tokenizer, the kit or None)."""
-    with open_sampler(spec, model_dir, policy, load=lambda: load_policy(spec, Path(model_dir), policy)) as sampler:
+def sample_and_kit(spec, model_dir: Path, policy: Path | None, recipe: KitRecipe, sample, writer: Writer | None = None):
+    """`sample(sampler)` with the spec's sampler over the writer's model with `policy` (None: its base; the writer
+    is the adapted model unless the spec names one, seal_repro/knowledge/writer.py), then the stage's kit for its
+    rounds: built on the model the sampling loaded (hf, when the writer is the adapted model) or a fresh load of
+    the model `recipe` adapts, or None when the rounds go to workers that build their own (the model is then
+    dropped, so the workers and a server have the GPU). Returns (what `sample` returned, the writer's tokenizer,
+    the kit or None)."""
+    writer = writer or Writer.of(spec, model_dir)
+    with open_sampler(writer.spec, writer.model_dir, policy,
+                      load=lambda: load_policy(writer.spec, writer.model_dir, policy)) as sampler:
         sampled = sample(sampler)
-        held = sampler.take() if sampler.kind == "hf" else None
+        held = sampler.take() if sampler.kind == "hf" and not writer.separate else None
         tok = sampler.tokenizer
     kit = None
     if not remote(spec.executor):
-        model, tok = held or load_policy(spec, Path(model_dir), policy)
-        kit = recipe.build(model, tok)
+        model, kit_tok = held or load_policy(spec, Path(model_dir), writer.student_policy(policy))
+        kit = recipe.build(model, kit_tok)
+        if not writer.separate:
+            tok = kit_tok
     held = None
     free_device_memory()
     return sampled, tok, kit
@@ -102,13 +109,15 @@ def run_baselines(spec, model_dir: Path, data_dir: Path, out: Path, scorer: Scor
     questions = Path(data_dir) / "questions.jsonl"
     recipe = KitRecipe.of(spec, model_dir, questions, scorer)
     fingerprint = policy_fingerprint(model_dir, None)
+    writer = Writer.of(spec, model_dir)
 
     def sample(sampler):  # sampled before the kit wraps the model in LoRA layers
         if "base_synthetic" not in spec.conditions:
             return []
-        return write_self_edits(sampler, None, spec, passages, memo=memo, model_fingerprint=fingerprint)
+        return write_self_edits(sampler, None, writer.spec, passages, memo=memo,
+                                model_fingerprint=writer.fingerprint(None))
 
-    rows, _, kit = sample_and_kit(spec, model_dir, None, recipe, sample)
+    rows, _, kit = sample_and_kit(spec, model_dir, None, recipe, sample, writer)
     write_jsonl(out / "self_edits.jsonl", rows)
     executor = make_executor(spec.executor, recipe, spec.model.device)
     summaries = {}

@@ -2,7 +2,9 @@
 
 Iteration i (the core loop is seal_repro/rest_em.py): the policy of iteration i-1 (iteration 0: the base model)
 samples `rl.k` self-edits per training passage; each self-edit becomes `rl.repeats` inner-loop rounds on the
-policy model itself (the reference's TTT server adapts the RL checkpoint, not the original base); its reward is
+policy model itself (the reference's TTT server adapts the RL checkpoint, not the original base) — or, with a
+separate `self_edit.writer` (teacher–student, seal_repro/knowledge/writer.py), the writer's policy samples and is
+trained, and the rounds adapt the student from its own weights; its reward is
 the mean adapted accuracy, or that minus the baseline's (`rl.reward`); `rl.keep` picks the self-edits the policy
 is fine-tuned on. Then the new policy writes `self_edit.n` self-edits per *evaluation* passage, with the seeds the
 base model's self-edits used, and the inner loop adapts the policy model on them: the SEAL row after iteration i.
@@ -34,8 +36,9 @@ from seal_repro.io import write_json, write_jsonl
 from seal_repro.knowledge.baselines import kit_scorer_version, read_passages, sample_and_kit, write_condition
 from seal_repro.knowledge.grading import grade_records
 from seal_repro.knowledge.inner_loop import KitRecipe, Round, ScorerFactory, peak_memory_of, plan_rounds, run_rounds
-from seal_repro.policy import load_policy, policy_fingerprint, stack_adapters
+from seal_repro.policy import policy_fingerprint, stack_adapters
 from seal_repro.knowledge.self_edits import by_passage, policy_prompt, rl_seed_offset, sample_k, write_self_edits
+from seal_repro.knowledge.writer import Writer
 from seal_repro.memo import Memo, key_of
 
 SAMPLE_CONDITION, BASELINE_CONDITION = "rl_sample", "rl_baseline"
@@ -94,6 +97,7 @@ class KnowledgeRL:
         self.spec, self.rl, self.model_dir, self.out, self.scorer, self.memo = spec, spec.rl, Path(model_dir), \
             Path(out), scorer, memo
         self.data_dir = Path(data_dir)
+        self.writer = Writer.of(spec, model_dir)  # who writes (and is trained): the adapted model, or self_edit.writer
         self.train = read_passages(data_dir, "rl_passages.jsonl")
         self.evaluation = read_passages(data_dir)
         self._kit, self._tok = None, None  # the last sampling phase's kit (None: rounds on workers) and tokenizer
@@ -139,14 +143,15 @@ class KnowledgeRL:
         scored, round results, graded records) and leaves `self._kit` (the stage's kit over the policy model, None
         when the rounds ran on Ray workers) and `self._tok` for the SFT."""
         spec, rl, memo = self.spec, self.rl, self.memo
-        passages = self.passages(k)
+        passages, writer = self.passages(k), self.writer
         by_id = {p.id: p for p in passages}
-        fingerprint = policy_fingerprint(self.model_dir, prev)
-        recipe = KitRecipe.of(spec, self.model_dir, self.data_dir / "rl_questions.jsonl", self.scorer, prev)
+        adapted = writer.student_policy(prev)  # the policy model itself, or the student's own weights
+        fingerprint = policy_fingerprint(self.model_dir, adapted)
+        recipe = KitRecipe.of(spec, self.model_dir, self.data_dir / "rl_questions.jsonl", self.scorer, adapted)
         # after sampling: the kit wraps the sampling model in LoRA layers
         rows, self._tok, kit = sample_and_kit(spec, self.model_dir, prev, recipe, lambda sampler: sample_k(
-            sampler, None, spec, passages, rl.k, spec.seed + rl_seed_offset(seed_iteration or k), memo=memo,
-            model_fingerprint=fingerprint))
+            sampler, None, writer.spec, passages, rl.k, spec.seed + rl_seed_offset(seed_iteration or k), memo=memo,
+            model_fingerprint=writer.fingerprint(prev)), writer)
         self._kit = kit
         samples = [rest_em.Sample(r["passage_id"], r["index"], r["text"], r["tokens"], r["truncated"]) for r in rows]
         edits = by_passage([{"passage_id": s.context_id, "index": s.index, "text": s.text} for s in samples])
@@ -172,7 +177,7 @@ class KnowledgeRL:
             return done["scored"]
 
         def sft(kept):
-            examples = sft_examples(kept, by_id, spec, self._tok)
+            examples = sft_examples(kept, by_id, self.writer.spec, self._tok)
             if not examples:
                 return None
             return self.train_policy(k, prev, self._sft_model(), self._tok, examples)
@@ -197,24 +202,25 @@ class KnowledgeRL:
                 "rl": rl.model_dump(mode="json", exclude={"iterations"}), **peak_memory_of(done["results"])}
 
     def _sft_model(self):
-        """The model the policy's SFT trains a LoRA on: the kit's (its round LoRA taken off), or None (loaded by
-        `train_policy` on a memo miss) when the rounds ran on workers."""
-        return None if self._kit is None else self._kit.engine.peft_model.unload()
+        """The model the policy's SFT trains a LoRA on: the kit's (its round LoRA taken off) when the adapted model
+        is the writer, or None (the writer loaded by `train_policy` on a memo miss) when the rounds ran on workers
+        or adapted a separate student."""
+        return None if self._kit is None or self.writer.separate else self._kit.engine.peft_model.unload()
 
     def train_policy(self, k: int, prev: Path | None, model, tok, examples: list[TrainExample]) -> dict | None:
         """A fresh LoRA on the sampling model (previous policy merged in) trained on `examples`, saved stacked
         onto the previous policy as iteration k's policy; memoized whole (the adapter and its statistics).
-        `model` None: the policy model is loaded here, only when the memo lacks the result."""
-        spec, rl = self.spec, self.rl
+        `model` None: the policy model (the writer's) is loaded here, only when the memo lacks the result."""
+        spec, rl, writer = self.spec, self.rl, self.writer
         policy = self.out / f"iter{k}" / "policy"
-        key = key_of({"policy_sft": code_fingerprint(__name__), "base": policy_fingerprint(self.model_dir, prev),
-                      "model_spec": spec.model.model_dump(mode="json"), "sft": rl.sft.model_dump(mode="json"),
+        key = key_of({"policy_sft": code_fingerprint(__name__), "base": writer.fingerprint(prev),
+                      "model_spec": writer.spec.model.model_dump(mode="json"), "sft": rl.sft.model_dump(mode="json"),
                       "examples": [(e.prompt, e.completion) for e in examples], "seed": spec.seed + k})
         if self.memo.get_dir(key, policy):
             stats = self.memo.get(key)
             return None if stats is None else stats.get("sft")
         if model is None:
-            model, tok = load_policy(spec, self.model_dir, prev)
+            model, tok = writer.load(prev)
         engine = LoraEngine(model, tok, rl.sft.lora)
         stats = rest_em.sft_policy(engine, examples, rl.sft, seed=spec.seed + k)
         policy.parent.mkdir(parents=True, exist_ok=True)
@@ -232,10 +238,12 @@ class KnowledgeRL:
         folder = self.out / condition
         by_id = {p.id: p for p in self.evaluation}
         questions = self.data_dir / "questions.jsonl"
-        fingerprint = policy_fingerprint(self.model_dir, policy)
-        recipe = KitRecipe.of(spec, self.model_dir, questions, self.scorer, policy)
+        writer, adapted = self.writer, self.writer.student_policy(policy)
+        fingerprint = policy_fingerprint(self.model_dir, adapted)
+        recipe = KitRecipe.of(spec, self.model_dir, questions, self.scorer, adapted)
         rows, _, kit = sample_and_kit(spec, self.model_dir, policy, recipe, lambda sampler: write_self_edits(
-            sampler, None, spec, self.evaluation, memo=memo, model_fingerprint=fingerprint))
+            sampler, None, writer.spec, self.evaluation, memo=memo, model_fingerprint=writer.fingerprint(policy)),
+            writer)
         rounds = [replace(r, condition=condition) for r in plan_rounds(condition, self.evaluation, by_passage(rows), spec)]
         hits, misses = memo.hits, memo.misses
         with make_executor(spec.executor, recipe, spec.model.device) as executor:

@@ -84,8 +84,18 @@ def judge_equivalents(cis: dict[str, AccuracyCI], calibration: dict | None, grad
     return out
 
 
+def writer_labels(spec) -> dict[str, str]:
+    """Row labels naming both models when a separate model writes the self-edits (teacher–student); {} otherwise."""
+    writer = spec.self_edit.writer
+    if writer is None:
+        return {}
+    return {"base_synthetic": f"Train on passage + synthetic (writer {writer.name}, no RL)",
+            "seal": f"SEAL (writer {writer.name} RL-trained; student {spec.model.name} adapted)"}
+
+
 def markdown_table(title: str, cis: dict[str, AccuracyCI], paper_numbers: dict[str, float], notes: list[str],
-                   judge_eq: dict[str, tuple[float, float, float]] | None = None) -> str:
+                   judge_eq: dict[str, tuple[float, float, float]] | None = None,
+                   labels: dict[str, str] | None = None) -> str:
     header = ["condition", "this run (%)", "95% CI", "n questions"] + (["judge-equivalent (%) [95% CI]"] if judge_eq
                                                                       else []) + ["paper (%)"]
     rows = []
@@ -94,7 +104,7 @@ def markdown_table(title: str, cis: dict[str, AccuracyCI], paper_numbers: dict[s
         if judge_eq:
             e = judge_eq.get(cond)
             eq = [f"{_pct(e[0])} [{_pct(e[1])}–{_pct(e[2])}]" if e else "—"]
-        rows.append([label(cond), _pct(ci.accuracy), f"{_pct(ci.low)}–{_pct(ci.high)}", str(ci.n_questions), *eq,
+        rows.append([(labels or {}).get(cond) or label(cond), _pct(ci.accuracy), f"{_pct(ci.low)}–{_pct(ci.high)}", str(ci.n_questions), *eq,
                      _pct(paper_numbers.get(cond))])
     return table(title, header, rows, notes)
 
@@ -379,8 +389,11 @@ def write_report(spec, baselines: Path, out: Path, *, rl: Path | None = None, cp
     metrics = flat_metrics(cis, judge_eq=judge_eq)
     metrics.update(extra_metrics)
     h = spec_hash(spec)
+    writer = spec.self_edit.writer
+    models_note = f"model: {spec.model.name}" if writer is None else \
+        f"student (the model every round adapts): {spec.model.name}; self-edit writer: {writer.name}"
     notes = [
-        f"model: {spec.model.name}; data: {spec.data.kind}; grader: {spec.evaluation.grader.kind}; "
+        f"{models_note}; data: {spec.data.kind}; grader: {spec.evaluation.grader.kind}; "
         f"aggregation: {spec.evaluation.aggregation} (95% CI: bootstrap over passages, "
         f"{spec.evaluation.bootstrap_resamples} resamples)",
         "paper: Qwen2.5-7B on SQuAD, GPT-4.1-graded (arXiv 2506.10943); a different model, data and grader, "
@@ -392,8 +405,12 @@ def write_report(spec, baselines: Path, out: Path, *, rl: Path | None = None, cp
         notes.append(
             f"SEAL: the policy after {rl.iterations} ReST-EM iteration(s) ({rl.train_data.n_passages or 'all'} training "
             f"passages disjoint from these, k = {rl.k} self-edits each, {rl.repeats} repeat(s), keep: {rl.keep}) writes "
-            "the self-edits and is the model the inner loop adapts; paired tests below."
+            + ("the self-edits and is the model the inner loop adapts; paired tests below." if writer is None else
+               "the self-edits: the writer's policy; the inner loop adapts the student from its own weights and its "
+               "adapted accuracy is the reward; paired tests below.")
         )
+    if writer is not None and "base_synthetic" in spec.conditions:
+        notes.append("passage + synthetic (and iteration 0 of the curve): the untrained writer's self-edits.")
     if calibration is not None and not calibrated_for(spec.data.kind):
         notes.append(f"no judge-equivalent column: the grader calibration was measured on SQuAD answers "
                      f"({', '.join(CALIBRATED_DATA)} data), not on {spec.data.kind} data.")
@@ -405,12 +422,15 @@ def write_report(spec, baselines: Path, out: Path, *, rl: Path | None = None, cp
         )
     write_json(out / "metrics.json", metrics)
     atomic_write_text(out / "table.md", markdown_table("Knowledge incorporation — single passage", cis,
-                                                       paper.KNOWLEDGE_SINGLE_PASSAGE, notes, judge_eq)
+                                                       paper.KNOWLEDGE_SINGLE_PASSAGE, notes, judge_eq,
+                                                       writer_labels(spec))
                       + "".join(f"\n{line}" if line else "\n" for line in sections))
     bar_chart(out / "accuracy.png", cis, paper.KNOWLEDGE_SINGLE_PASSAGE, f"Knowledge incorporation ({spec.model.name})")
     write_jsonl(out / "records.jsonl", records)
     write_json(out / "provenance.json", provenance.collect(spec, h, {
         "conditions": summaries, "grader": spec.evaluation.grader.model_dump(mode="json"),
+        "models": {"student": spec.model.name,
+                   "writer": spec.model.name if writer is None else writer.name, "separate_writer": writer is not None},
         "calibration": {"path": None if calibration_path is None else str(calibration_path),
                         "entry": (calibration or {}).get("graders", {}).get(spec.evaluation.grader.kind)},
     }))

@@ -67,6 +67,13 @@ class ExperimentSpec(Strict):
             if n_eval is not None and self.cpt.n_passages > n_eval:
                 problems.append(("cpt.n_passages", f"{self.cpt.n_passages} is more than the {n_eval} evaluation "
                                  "passages"))
+        if self.self_edit.writer is not None:
+            if self.cpt is not None and "seal" in self.cpt.conditions and self.cpt.seal_model == "policy":
+                problems.append(("cpt.seal_model", "is 'policy', but with self_edit.writer the SEAL policy is the "
+                                 "writer's and is never merged into the student; use seal_model: base"))
+            if self.continual is not None:
+                problems.append(("continual", "needs the adapted model to write its own next self-edit; with "
+                                 "self_edit.writer set, drop the continual section (not supported yet)"))
         if problems:
             raise SpecProblems(problems)
         return self

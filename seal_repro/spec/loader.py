@@ -621,7 +621,7 @@ def _input_problems(res: Resolved, spec: BaseModel | None) -> list[str]:
             lines.append(f"{where}: path does not exist: {value}")
             continue
         name = keys[-1]
-        if keys[-2:] == ("model", "path") and parent.get("source") == "local":
+        if keys[-2:] in (("model", "path"), ("writer", "path")) and parent.get("source") == "local":
             problem = model_folder_problem(value)
         elif name in ("teacher_path", "ids_file") or (name == "path" and parent.get("kind") in ("seal_json",
                                                                                                   "squad_json")):
@@ -704,6 +704,10 @@ HASH_EXCLUDED: frozenset[str] = frozenset({"executor"})
 def spec_hash(spec: BaseModel) -> str:
     """sha256 of the spec's canonical JSON: equal specs hash equal however their files were laid out."""
     data = {k: v for k, v in spec.model_dump(mode="json").items() if k not in HASH_EXCLUDED}
+    # An absent self-edit writer (the paper's setting) leaves the hash what it was before the key existed, so
+    # every earlier spec keeps its hash (run folders, provenance); a writer, when set, is hashed like any key.
+    if isinstance(data.get("self_edit"), dict) and data["self_edit"].get("writer", 0) is None:
+        data["self_edit"] = {k: v for k, v in data["self_edit"].items() if k != "writer"}
     blob = json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     return hashlib.sha256(blob.encode("utf-8")).hexdigest()
 

@@ -6,6 +6,7 @@ from typing import Annotated, Literal, Union
 from pydantic import Field, PositiveInt, field_validator, model_validator
 
 from seal_repro.spec.base import MAX_SAMPLES, MAX_TOKENS, Strict
+from seal_repro.spec.model import ModelSpec
 
 PromptFormat = Literal["implications", "implications-long", "implications-very-long", "rewrite", "self-qa", "custom"]
 
@@ -123,6 +124,11 @@ class SelfEditSpec(Strict):
         HFBackend(), description="what samples the self-edits: hf (generate in the stage's process, the default) or "
         "openai (an OpenAI-compatible completions server, e.g. vLLM on a GPU node); the samples differ (other "
         "numerics), so the backend is part of their memo key")
+    writer: ModelSpec | None = Field(
+        None, description="the model that writes the self-edits, a section like `model:` (teacher-student SEAL): "
+        "ReST-EM trains this writer's policy, the inner loop adapts `model:` (the student) on what it writes, and "
+        "rewards are the student's adapted accuracy; self-edits pass as text, so the tokenizers may differ. null "
+        "(the default): the adapted model writes its own self-edits, as in the paper")
 
     @model_validator(mode="after")
     def _template_rules(self):

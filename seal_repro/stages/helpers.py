@@ -19,6 +19,7 @@ from seal_repro.memo import Memo
 from seal_repro.spec import SPEC_MODELS
 
 RESOLVED = "resolved.yaml"
+WRITER_FILE = "writer.yaml"  # self_edit.writer alone (resolve_spec), what prepare_model reads besides model.yaml
 
 
 def load_resolved(spec_dir: str | Path):

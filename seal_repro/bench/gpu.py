@@ -13,8 +13,9 @@ specs/knowledge/paper-qwen2.5-7b-cpt.yaml's batch):
                line saying it is not
   reference    one SEAL round as the reference protocol runs it (seal_repro/bench/reference.py: a new PEFT
                wrapper and Trainer, every sequence padded to 2048, batch 1, questions answered one at a time), run
-               at 1 and at 2 epochs; the round at the spec's epochs is the straight line through the two (fixed
-               cost + epochs x per-epoch cost) — measured, not all the spec's epochs run
+               at 1 and at 2 epochs after an untimed warm-up round (2 sequences, 1 question); the round at the
+               spec's epochs is the straight line through the two (fixed cost + epochs x per-epoch cost) —
+               measured, not all the spec's epochs run
   engine       the same round by LoraEngine (reset, then train; the spec's LoRA, epochs, batch, lr; the engine's
                own layout: no padding to 2048), 2 rounds after a warm-up round
   batched      train_many over B = 1, 4, 8 such rounds at once (seal_repro/multilora.py): rounds per second
@@ -366,6 +367,14 @@ def _run(config: str, spec_path: str | None, device_name: str, epochs: int | Non
     ref_t: dict[int, float] = {}
     ref_tokens: dict[int, tuple[int, float]] = {}
     with _Memory(device) as mem, tempfile.TemporaryDirectory(prefix="seal-bench-gpu-") as tmp:
+        # Warm-up (untimed): the first round pays one-time costs (imports, the first PEFT wrap and Trainer, kernel
+        # selection) that would otherwise land in the 1-epoch round alone and bend the line through the two
+        # timings (a negative per-epoch cost); two sequences and one question have the padded shapes already.
+        warm = ReferenceInnerLoop(model, tok, il.lora, train_config(il, epochs=scale.reference_epochs[0]),
+                                  answer_prompt=answer_prompt, max_new_tokens=max_new, chat_template=False,
+                                  work_dir=Path(tmp) / "warm-up", max_length=scale.reference_max_length)
+        warm.run_round(seqs[:2], questions[:1], seed=0, title="w5")
+        model, warm = warm.model, None
         for e in scale.reference_epochs:
             reference = ReferenceInnerLoop(model, tok, il.lora, train_config(il, epochs=e), answer_prompt=answer_prompt,
                                            max_new_tokens=max_new, chat_template=False, work_dir=Path(tmp) / str(e),

@@ -16,6 +16,7 @@ BENCHMARKS: list[str] = [
     "seal_repro.bench.inner_loop",  # seal-repro bench inner-loop
     "seal_repro.bench.ray_scaling",  # seal-repro bench ray
     "seal_repro.bench.gpu",  # seal-repro bench gpu
+    "seal_repro.bench.numerics",  # seal-repro bench numerics
 ]
 
 

@@ -70,13 +70,33 @@ def git_state() -> dict:
     return {"commit": commit, "dirty": bool(dirty) if dirty is not None else None}
 
 
+# The switches that pick a CPU's kernel path (docs/BENCHMARKS.md, "CPU numerics across kernel paths"): a run's
+# numbers are bit-identical only on the same path, so provenance names it. Only these named variables are read.
+NUMERICS_ENV = ("ATEN_CPU_CAPABILITY", "MKL_CBWR", "MKL_ENABLE_INSTRUCTIONS", "ONEDNN_MAX_CPU_ISA")
+_ISA_FLAGS = ("avx2", "avx512f", "avx512_bf16", "avx512_fp16", "avx512_vnni", "avx_vnni", "amx_bf16", "amx_tile")
+
+
+def _cpu() -> dict:
+    """The CPU's model name and the instruction-set flags that decide float kernels (Linux /proc/cpuinfo)."""
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return {"cpu_model": platform.processor() or None, "cpu_isa": None}
+    first = text.split("\n\n", 1)[0]  # the first processor's block
+    fields = {k.strip(): v.strip() for k, _, v in (line.partition(":") for line in first.splitlines())}
+    flags = set(fields.get("flags", "").split())
+    return {"cpu_model": fields.get("model name"), "cpu_isa": [f for f in _ISA_FLAGS if f in flags]}
+
+
 def hardware() -> dict:
-    info = {"platform": platform.platform(), "python": platform.python_version(), "cpu_count": os.cpu_count()}
+    info = {"platform": platform.platform(), "python": platform.python_version(), "cpu_count": os.cpu_count(),
+            **_cpu(), "numerics_env": {k: os.environ.get(k) for k in NUMERICS_ENV}}
     try:
         import torch
 
         info["cuda"] = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
         info["torch_threads"] = torch.get_num_threads()
+        info["torch_cpu_capability"] = torch.backends.cpu.get_cpu_capability()
     except ImportError:
         pass
     return info

@@ -40,6 +40,10 @@ def assert_provenance(prov: dict, spec) -> None:
     assert isinstance(prov["git"]["dirty"], bool)
     assert prov["seed"] == spec.seed and prov["seeds"]["seed"] == spec.seed
     assert {"platform", "python", "cpu_count"} <= set(prov["hardware"]) and "cuda" in prov["hardware"]
+    # the kernel path a run's numerics followed: the CPU's ISA flags, torch's choice and the switches that pin it
+    assert set(prov["hardware"]["numerics_env"]) == {"ATEN_CPU_CAPABILITY", "MKL_CBWR", "MKL_ENABLE_INSTRUCTIONS",
+                                                     "ONEDNN_MAX_CPU_ISA"}
+    assert prov["hardware"]["torch_cpu_capability"] in ("DEFAULT", "AVX2", "AVX512", "NO AVX", "ZVECTOR", "VSX")
     assert "2506.10943" in prov["paper"]
     assert prov["protocol"] == spec.protocol
     json.dumps(prov)  # plain JSON all the way down

@@ -674,7 +674,10 @@ def generate_details(model, tokenizer, prompts, *, max_new_tokens, temperature=0
             if any(stop):
                 kwargs["stopping_criteria"] = StoppingCriteriaList(
                     [_StopOnText(tokenizer, enc["input_ids"].shape[1], stop, strip_leading)])
-            with routed:
+            # outlines' bitmask kernel is torch.compile'd: eager instead (no compiler toolchain needed, and its
+            # inductor build let masked tokens through under the AVX2 pin of seal_repro/numerics.py)
+            eager = torch.compiler.set_stance("force_eager") if constraint is not None else contextlib.nullcontext()
+            with routed, eager:
                 gen = model.generate(**enc, **kwargs)
             new = gen[:, enc["input_ids"].shape[1] :]
             for i, row in zip(idx, new):

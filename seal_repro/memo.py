@@ -45,10 +45,21 @@ def library_versions() -> dict[str, str | None]:
     return out
 
 
+@functools.lru_cache(maxsize=1)
+def cpu_numerics() -> dict[str, str | None]:
+    """The CPU kernel path of this process (seal_repro/numerics.py): a round trained on another path differs in
+    its last bits, so it is another key."""
+    from seal_repro.numerics import signature
+
+    return signature()
+
+
 def key_of(material: dict) -> str:
-    """The memo key of `material` (a JSON-able dict naming everything a result depends on) and of the libraries'
-    versions. Put the computing code in `material` as `code_fingerprint(...)` of the modules that run."""
-    blob = json.dumps({"libraries": library_versions(), **material}, sort_keys=True, ensure_ascii=False, default=str)
+    """The memo key of `material` (a JSON-able dict naming everything a result depends on), of the libraries'
+    versions and of the CPU kernel path. Put the computing code in `material` as `code_fingerprint(...)` of the
+    modules that run."""
+    blob = json.dumps({"libraries": library_versions(), "cpu_numerics": cpu_numerics(), **material},
+                      sort_keys=True, ensure_ascii=False, default=str)
     return hashlib.sha256(blob.encode("utf-8")).hexdigest()
 
 

@@ -76,11 +76,12 @@ class PeakMemory:
 
 def without_measurements(records: Sequence[dict]) -> list[dict]:
     """Round records without what two computations of the same round may differ in — the training's wall-clock
-    seconds and the round's peak memory — for checking that two executors computed the same rounds."""
+    seconds of training and answering and the round's peak memory — for checking that two executors computed the same rounds."""
     def strip(r: dict) -> dict:
         out = {k: v for k, v in r.items() if k != "memory"}
-        if out.get("train"):
-            out["train"] = {k: v for k, v in out["train"].items() if k != "seconds"}
+        for timed in ("train", "answer"):
+            if out.get(timed):
+                out[timed] = {k: v for k, v in out[timed].items() if k != "seconds"}
         return out
 
     return [strip(r) for r in records]

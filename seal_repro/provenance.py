@@ -12,6 +12,7 @@ import platform
 import subprocess
 from pathlib import Path
 
+from seal_repro import numerics
 from seal_repro.errors import UserError
 
 PACKAGES = ("seal-repro", "torch", "transformers", "peft", "lm_eval", "dvc", "datasets", "numpy", "pydantic")
@@ -90,7 +91,8 @@ def _cpu() -> dict:
 
 def hardware() -> dict:
     info = {"platform": platform.platform(), "python": platform.python_version(), "cpu_count": os.cpu_count(),
-            **_cpu(), "numerics_env": {k: os.environ.get(k) for k in NUMERICS_ENV}}
+            **_cpu(), "numerics_env": {k: os.environ.get(k) for k in NUMERICS_ENV},
+            "cpu_numerics_mode": numerics.mode()}
     try:
         import torch
 

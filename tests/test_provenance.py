@@ -44,6 +44,9 @@ def assert_provenance(prov: dict, spec) -> None:
     assert set(prov["hardware"]["numerics_env"]) == {"ATEN_CPU_CAPABILITY", "MKL_CBWR", "MKL_ENABLE_INSTRUCTIONS",
                                                      "ONEDNN_MAX_CPU_ISA"}
     assert prov["hardware"]["torch_cpu_capability"] in ("DEFAULT", "AVX2", "AVX512", "NO AVX", "ZVECTOR", "VSX")
+    assert prov["hardware"]["cpu_numerics_mode"] in ("portable", "native")
+    if prov["hardware"]["cpu_numerics_mode"] == "portable" and "avx2" in (prov["hardware"]["cpu_isa"] or []):
+        assert prov["hardware"]["torch_cpu_capability"] == "AVX2"  # the package's pin (seal_repro/numerics.py)
     assert "2506.10943" in prov["paper"]
     assert prov["protocol"] == spec.protocol
     json.dumps(prov)  # plain JSON all the way down

@@ -257,6 +257,7 @@ def run_setting(setting: str, job: dict, timeout: float | None = None) -> dict:
     env_add, det = setting_env(path, switch)
     env = {k: v for k, v in os.environ.items() if k not in CONTROLLED}
     env.update(ONE_THREAD, **env_add)
+    env["SEAL_REPRO_CPU_NUMERICS"] = "native"  # the setting's own switches only: no package pin (seal_repro/numerics.py)
     env.setdefault("HF_HUB_OFFLINE", "1")
     env.setdefault("TOKENIZERS_PARALLELISM", "false")
     payload = json.dumps({**job, "deterministic": det})

@@ -9,6 +9,7 @@ hash of the code computing it, takes what the memo holds and sends the rest to t
 from __future__ import annotations
 
 import hashlib
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -168,7 +169,9 @@ def compute_round(kit: Kit, job: Job) -> dict:
                 )
             if job.adapter_dir is not None:
                 engine.save_adapter(job.adapter_dir)
+        t0 = time.perf_counter()
         answers = kit.scorer.score([q.id for q in rnd.passage.questions])
+        answer_seconds = time.perf_counter() - t0
     return {
         "memory": peak.as_dict(),
         "seed": seed if rnd.sequences else None,
@@ -176,6 +179,8 @@ def compute_round(kit: Kit, job: Job) -> dict:
             "steps": stats.steps, "real_tokens": stats.real_tokens, "seconds": round(stats.seconds, 3),
             "final_loss": stats.final_loss,
         },
+        # wall time of answering the round's questions through lm-eval (the report's timing share, issue 18)
+        "answer": {"questions": len(answers), "seconds": round(answer_seconds, 3)},
         "answers": answers,
     }
 
@@ -200,11 +205,14 @@ def compute_rounds(kit: Kit, jobs: list[Job]) -> list[dict]:
                     "unchanged: training had no effect (check inner_loop.lr / inner_loop.lora.target_modules)")
             if job.adapter_dir is not None:
                 engine.save_adapter(job.adapter_dir)
+        t0 = time.perf_counter()
         answers = kit.scorer.score_slots(bank, [[q.id for q in j.round.passage.questions] for j in jobs])
+        answer_seconds = (time.perf_counter() - t0) / len(jobs)  # one batched generation, shared out as train's
     return [{
         "memory": peak.as_dict(), "seed": seed,
         "train": {"steps": st.steps, "real_tokens": st.real_tokens, "seconds": round(st.seconds, 3),
                   "final_loss": st.final_loss},
+        "answer": {"questions": len(ans), "seconds": round(answer_seconds, 3)},
         "answers": ans,
     } for seed, st, ans in zip(seeds, stats, answers)]
 

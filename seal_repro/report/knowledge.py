@@ -344,6 +344,24 @@ def forgetting_figure(path: Path, summary: dict, title: str) -> None:
 
 
 # -- the whole report ---------------------------------------------------------------------------------------------
+def round_timing(folders: list[Path]) -> dict:
+    """Where a round's time goes, from the stages' own `rounds.jsonl` (each round's training and answering wall
+    seconds, as computed, memoized rounds included): the answering share is issue 18's "≤ 20 % of a round"."""
+    train = answer = 0.0
+    rounds = 0
+    for folder in folders:
+        for path in sorted(Path(folder).rglob("rounds.jsonl")):
+            for r in read_jsonl(path):
+                if not (r.get("train") and r.get("answer")):
+                    continue  # untrained rounds (base) and records from before answer timing was kept
+                rounds += 1
+                train += r["train"]["seconds"]
+                answer += r["answer"]["seconds"]
+    total = train + answer
+    return {"rounds": rounds, "train_seconds": round(train, 1), "answer_seconds": round(answer, 1),
+            "answer_share": round(answer / total, 4) if total else None}
+
+
 def write_report(spec, baselines: Path, out: Path, *, rl: Path | None = None, cpt: Path | None = None,
                  continual: Path | None = None, calibration: Path | None = None) -> str:
     """Every knowledge result of `spec` into `out`; returns the table (Markdown). `baselines`, `rl`, `cpt`,
@@ -433,6 +451,7 @@ def write_report(spec, baselines: Path, out: Path, *, rl: Path | None = None, cp
                    "writer": spec.model.name if writer is None else writer.name, "separate_writer": writer is not None},
         "calibration": {"path": None if calibration_path is None else str(calibration_path),
                         "entry": (calibration or {}).get("graders", {}).get(spec.evaluation.grader.kind)},
+        "round_timing": round_timing([cond_dir] + ([Path(given["rl"])] if given["rl"] is not None else [])),
     }))
     return (out / "table.md").read_text()
 

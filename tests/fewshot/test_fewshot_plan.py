@@ -18,10 +18,10 @@ def test_default_spec_rounds_and_flops():
     spec = load_spec(DEFAULT)
     plan = plan_spec(spec)
     rows, se = _rows(plan), spec.self_edit
-    assert rows["inner-loop rounds: icl"] == 2 and rows["inner-loop rounds: oracle_ttt"] == 2
-    assert rows["inner-loop rounds: ttt_no_rl"] == rows["inner-loop rounds: seal"] == 2 * se.n_eval
-    assert rows["inner-loop rounds: RL (training tasks)"] == 2 * se.n_train
-    assert rows["inner-loop rounds (all)"] == 4 + 4 * se.n_eval + 2 * se.n_train
+    assert rows["inner-loop rounds: icl"] == 7 and rows["inner-loop rounds: oracle_ttt"] == 7  # 7 evaluation tasks
+    assert rows["inner-loop rounds: ttt_no_rl"] == rows["inner-loop rounds: seal"] == 7 * se.n_eval
+    assert rows["inner-loop rounds: RL (training tasks)"] == 8 * se.n_train  # 8 training tasks
+    assert rows["inner-loop rounds (all)"] == 14 + 14 * se.n_eval + 8 * se.n_train
     assert plan.train_flops == 4 * plan.params * plan.train_tokens
     assert plan.gen_flops == 2 * plan.params * plan.gen_tokens and plan.flops > 0
 

@@ -1,0 +1,84 @@
+"""The portable CPU kernel path (seal_repro/numerics.py) is set on import, respected when the user chose, and part
+of every memo key."""
+
+import subprocess
+import sys
+
+import pytest
+
+from seal_repro import memo, numerics
+
+X86 = {"avx2", "fma", "avx512f"}
+
+
+def test_pin_sets_both_switches_on_an_avx2_x86_cpu():
+    env = {}
+    assert numerics.pin(env, flags=X86, machine="x86_64") == {"ATEN_CPU_CAPABILITY": "avx2", "MKL_CBWR": "AVX2"}
+    assert env == {"ATEN_CPU_CAPABILITY": "avx2", "MKL_CBWR": "AVX2"}
+
+
+def test_pin_never_overwrites_what_the_user_set():
+    env = {"MKL_CBWR": "COMPATIBLE"}
+    assert numerics.pin(env, flags=X86, machine="x86_64") == {"ATEN_CPU_CAPABILITY": "avx2"}
+    assert env["MKL_CBWR"] == "COMPATIBLE"
+
+
+@pytest.mark.parametrize("env,flags,machine", [
+    ({"SEAL_REPRO_CPU_NUMERICS": "native"}, X86, "x86_64"),
+    ({"SEAL_REPRO_CPU_NUMERICS": " Native "}, X86, "x86_64"),
+    ({}, {"neon", "asimd"}, "aarch64"),
+    ({}, {"sse4_2", "avx"}, "x86_64"),  # no AVX2: the CPU's own path is all there is
+])
+def test_pin_does_nothing_when_native_or_without_avx2(env, flags, machine):
+    before = dict(env)
+    assert numerics.pin(env, flags=flags, machine=machine) == {}
+    assert env == before
+
+
+def test_an_unknown_mode_warns_and_pins():
+    env = {"SEAL_REPRO_CPU_NUMERICS": "nativ"}
+    with pytest.warns(UserWarning, match="nativ"):
+        assert numerics.pin(env, flags=X86, machine="x86_64")
+    assert numerics.mode(env) == "portable"
+
+
+def _capability(code: str, **env) -> str:
+    import os
+
+    clean = {k: v for k, v in os.environ.items() if k not in ("ATEN_CPU_CAPABILITY", "MKL_CBWR",
+                                                                 "SEAL_REPRO_CPU_NUMERICS")}
+    out = subprocess.run([sys.executable, "-c", code], env={**clean, **env}, capture_output=True, text=True,
+                         check=True, timeout=120)
+    return out.stdout.strip().splitlines()[-1]
+
+
+def test_importing_the_package_caps_torch_before_its_first_op():
+    if not ({"avx2", "fma"} <= numerics._cpu_flags()):
+        pytest.skip("this CPU has no AVX2: nothing is pinned")
+    probe = "import torch, seal_repro; torch.ones(3).sum(); print(torch.backends.cpu.get_cpu_capability())"
+    assert _capability(probe) == "AVX2"
+    # native: whatever torch picks on its own, the same as without the package
+    alone = _capability("import torch; print(torch.backends.cpu.get_cpu_capability())")
+    assert _capability(probe, SEAL_REPRO_CPU_NUMERICS="native") == alone
+
+
+def test_the_kernel_path_is_part_of_every_memo_key(monkeypatch):
+    material = {"round": 1}
+    here = memo.key_of(material)
+    monkeypatch.setattr(memo, "cpu_numerics", lambda: {"aten_cpu_capability": "AVX512", "mkl_cbwr": None,
+                                                       "mkl_enable_instructions": None})
+    assert memo.key_of(material) != here
+
+
+def test_round_timing_sums_the_stages_rounds(tmp_path):
+    from seal_repro.io import write_jsonl
+    from seal_repro.report.knowledge import round_timing
+
+    write_jsonl(tmp_path / "a" / "rounds.jsonl", [
+        {"train": {"seconds": 3.0}, "answer": {"questions": 7, "seconds": 1.0}},
+        {"train": None, "answer": {"questions": 7, "seconds": 1.0}},          # base: not a trained round
+        {"train": {"seconds": 5.0}}])                                          # before answer timing: skipped
+    write_jsonl(tmp_path / "b" / "x" / "rounds.jsonl", [{"train": {"seconds": 4.0}, "answer": {"seconds": 2.0}}])
+    t = round_timing([tmp_path / "a", tmp_path / "b"])
+    assert t == {"rounds": 2, "train_seconds": 7.0, "answer_seconds": 3.0, "answer_share": 0.3}
+    assert round_timing([tmp_path / "none"])["answer_share"] is None

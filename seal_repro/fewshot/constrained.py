@@ -15,7 +15,7 @@ parsers accept. `outlines` is an optional import (pyproject dependency; tests sk
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from seal_repro.fewshot.self_edit import REFERENCE_FLAGS, REFERENCE_STRATEGIES
 
@@ -38,8 +38,14 @@ REFERENCE_LR = r"(0\.[0-9]{0,7}[1-9]|[1-9](\.[0-9]{1,3})?[eE]-0?[1-9])"
 REFERENCE_EPOCHS = r"([0-9]|[1-9][0-9])"
 
 
-def self_edit_regex(json_format: str) -> str:
-    """The language of constrained self-edits of a `self_edit.json_format`."""
+def decimal(x: float) -> str:
+    """`x` as a plain decimal, the way a prompt lists it (0.003, not 3e-03)."""
+    return f"{x:.10f}".rstrip("0").rstrip(".")
+
+
+def self_edit_regex(json_format: str, learning_rates: Sequence[float] | None = None) -> str:
+    """The language of constrained self-edits of a `self_edit.json_format`; `learning_rates` (ours only): the only
+    values its learning rate may take, written as `decimal` writes them."""
     if json_format == "reference":
         flags = _obj([(k, BOOL) for k in REFERENCE_FLAGS])
         strategies = "|".join(re.escape(s) for s in REFERENCE_STRATEGIES)
@@ -47,7 +53,8 @@ def self_edit_regex(json_format: str) -> str:
                          ("num_train_epochs", REFERENCE_EPOCHS)])
         return _obj([("data_generation", flags), ("training", training)])
     augs = _obj([(k, BOOL) for k in ("basic", "size", "chain", "repeat")])
-    training = _obj([("loss_on", '"(all_tokens|output_tokens)"'), ("learning_rate", OURS_LR),
+    lr = OURS_LR if learning_rates is None else "(" + "|".join(re.escape(decimal(x)) for x in learning_rates) + ")"
+    training = _obj([("loss_on", '"(all_tokens|output_tokens)"'), ("learning_rate", lr),
                      ("epochs", OURS_EPOCHS)])
     return _obj([("augmentations", augs), ("training", training)])
 
@@ -60,9 +67,10 @@ def available() -> bool:
     return True
 
 
-def json_constraint(model, tokenizer, json_format: str) -> Callable[[], object]:
+def json_constraint(model, tokenizer, json_format: str,
+                    learning_rates: Sequence[float] | None = None) -> Callable[[], object]:
     """A factory of fresh logits processors (one per generation batch: each keeps per-row state) restricting output
-    to `self_edit_regex(json_format)`; pass it as `constraint=` to seal_repro.engine.generate_details. The
+    to `self_edit_regex(json_format, learning_rates)`; pass it as `constraint=` to seal_repro.engine.generate_details. The
     vocabulary index is built once here (seconds for a 128K vocabulary)."""
     try:  # heavy and optional: imported only when a spec asks for constrained decoding
         import outlines
@@ -72,5 +80,5 @@ def json_constraint(model, tokenizer, json_format: str) -> Callable[[], object]:
         raise ImportError("self_edit.decoding: json_schema needs the `outlines` package (pip install outlines)") \
             from err
     backend = OutlinesCoreBackend(outlines.from_transformers(model, tokenizer))
-    index = Index(self_edit_regex(json_format), backend.vocabulary)
+    index = Index(self_edit_regex(json_format, learning_rates), backend.vocabulary)
     return lambda: OutlinesCoreLogitsProcessor(index, backend.tensor_library_name)

@@ -67,7 +67,7 @@ def sample_self_edits(model, tokenizer, tasks: Sequence[Task], n: int, spec, see
         if constrained and "c" not in made:
             from seal_repro.fewshot.constrained import json_constraint
 
-            made["c"] = json_constraint(sampler.model, sampler.tokenizer, se.json_format)
+            made["c"] = json_constraint(sampler.model, sampler.tokenizer, se.json_format, se.learning_rates)
         return made.get("c")
 
     def call(batch: list[str], call_seed: int) -> list[dict]:
@@ -77,7 +77,8 @@ def sample_self_edits(model, tokenizer, tasks: Sequence[Task], n: int, spec, see
         key = None if memo is None or model_fingerprint is None else key_of({
             "arc_samples": code_fingerprint(__name__), "model": model_fingerprint, "backend": sampler.kind,
             "model_spec": spec.model.model_dump(mode="json"), "prompts": batch, "decoding": se.decoding,
-            "json_format": se.json_format if constrained else None, **args})
+            "json_format": se.json_format if constrained else None, **args,
+            **({"learning_rates": list(se.learning_rates)} if se.learning_rates is not None else {})})
         hit = memo.get(key) if key else None
         if hit:
             gens = hit["generations"]

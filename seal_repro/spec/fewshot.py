@@ -141,6 +141,11 @@ class FewShotSelfEditSpec(Strict):
         "free", description="json_schema: generation constrained to the json_format's grammar (the outlines "
         "library), so every self-edit parses and is in range (bar truncation at max_new_tokens); free: the model's "
         "own choice of tokens, as the reference samples")
+    learning_rates: tuple[float, ...] | None = Field(
+        None, min_length=1, max_length=8, description="under decoding: json_schema with json_format: ours, the only "
+        "learning rates a self-edit may write (each > 0 and <= 0.01, written as the decimals the template should list, "
+        "e.g. [0.001, 0.003]): a discrete menu like the augmentation flags, so RL selects among a few settings instead "
+        "of copying the prompt's example or its upper bound; null: any decimal 0 < lr <= 0.01")
     sampling: SamplingSpec = SamplingSpec()
     backend: SamplingBackend = Field(
         HFBackend(), description="what samples the self-edits: hf (generate in the stage's process, the default) or "
@@ -157,6 +162,25 @@ class FewShotSelfEditSpec(Strict):
         if v is not None and PLACEHOLDER not in v:
             raise ValueError(f"must contain the placeholder {PLACEHOLDER}")
         return v
+
+    @field_validator("learning_rates")
+    @classmethod
+    def _menu(cls, v):
+        if v is None:
+            return v
+        bad = [x for x in v if not 0 < x <= MAX_LEARNING_RATE]
+        if bad:
+            raise ValueError(f"{bad[0]:g} is outside 0 < learning rate <= {MAX_LEARNING_RATE:g}")
+        if len(set(v)) != len(v):
+            raise ValueError("lists a learning rate twice")
+        return v
+
+    @model_validator(mode="after")
+    def _menu_is_a_grammar(self):
+        if self.learning_rates is not None and (self.decoding != "json_schema" or self.json_format != "ours"):
+            raise ValueError("self_edit.learning_rates restricts constrained decoding; it needs decoding: json_schema "
+                             f"and json_format: ours (they are {self.decoding!r} and {self.json_format!r})")
+        return self
 
     @model_validator(mode="after")
     def _constrained_needs_hf(self):

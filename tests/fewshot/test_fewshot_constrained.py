@@ -9,7 +9,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from seal_repro.fewshot.constrained import available, self_edit_regex
+from seal_repro.fewshot.constrained import available, decimal, self_edit_regex
 from seal_repro.fewshot.self_edit import SelfEdit, parser_for
 
 
@@ -39,6 +39,31 @@ def test_the_grammar_holds_the_prompts_examples():
     assert re.fullmatch(self_edit_regex("reference"), reference)
     assert not re.fullmatch(self_edit_regex("ours"), ours.replace("0.0001", "0.02"))  # above the bound
     assert not re.fullmatch(self_edit_regex("ours"), ours.replace('"epochs": 3', '"epochs": 11'))
+
+
+def test_a_learning_rate_menu_admits_exactly_its_values():
+    se = ('{"augmentations": {"basic": true, "size": false, "chain": false, "repeat": true}, '
+          '"training": {"loss_on": "output_tokens", "learning_rate": LR, "epochs": 3}}')
+    menu = self_edit_regex("ours", [0.001, 0.003])
+    assert re.fullmatch(menu, se.replace("LR", "0.001")) and re.fullmatch(menu, se.replace("LR", "0.003"))
+    for other in ("0.002", "0.0003", "0.01", "0.0031", "3e-3", "0.00"):
+        assert not re.fullmatch(menu, se.replace("LR", other)), other
+    assert re.fullmatch(self_edit_regex("ours"), se.replace("LR", "0.002"))  # no menu: any rate in range
+    assert [decimal(x) for x in (0.003, 1e-4, 0.01, 2.5e-3)] == ["0.003", "0.0001", "0.01", "0.0025"]
+
+
+@pytest.mark.skipif(not available(), reason="the outlines package is not installed")
+def test_constrained_sampling_under_a_menu_writes_only_its_rates(tiny_spec, tiny_loaded, task):
+    from seal_repro.fewshot.self_edits import sample_self_edits
+
+    model, tok = tiny_loaded
+    data = tiny_spec.model_dump()
+    data["self_edit"].update(decoding="json_schema", template="{demonstrations}Choose:", learning_rates=[0.001, 0.003],
+                             sampling={"temperature": 1.0, "top_p": 1.0, "max_new_tokens": 400})
+    spec = type(tiny_spec).model_validate(data)
+    rows = sample_self_edits(model, tok, [task, task], 4, spec, seed=0)
+    rates = {parser_for("ours")(r["text"]).self_edit.training.learning_rate for r in rows}
+    assert rates <= {0.001, 0.003} and len(rows) == 8, [r["text"] for r in rows]
 
 
 @pytest.mark.skipif(not available(), reason="the outlines package is not installed")

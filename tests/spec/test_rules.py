@@ -191,6 +191,13 @@ RULES = [
     # constrained decoding runs inside Hugging Face generate, not on a completions server
     R("FewShotSelfEditSpec", "_constrained_needs_hf", {"decoding": "json_schema", "backend": {"kind": "openai"}},
       "needs self_edit.backend.kind: hf", {"decoding": "json_schema", "backend": {"kind": "hf"}}),
+    # a learning-rate menu is a grammar: in range, no repeats, only under constrained decoding of our format
+    R("FewShotSelfEditSpec", "_menu", {"learning_rates": [0.003, 0.02]}, r"0.02 is outside 0 < learning rate <= 0.01",
+      {"learning_rates": [0.003, 0.01], "decoding": "json_schema"}),
+    R("FewShotSelfEditSpec", "_menu", {"learning_rates": [0.003, 0.003]}, "lists a learning rate twice",
+      {"learning_rates": [0.003], "decoding": "json_schema"}),
+    R("FewShotSelfEditSpec", "_menu_is_a_grammar", {"learning_rates": [0.001]}, "needs decoding: json_schema",
+      {"learning_rates": [0.001], "decoding": "json_schema"}),
     # --- the sampling backend (both domains) ---------------------------------------------------------------------
     R("ServeSpec", "_command", {"command": []}, "non-empty list", {"command": ["srv", "{model}"]}),
     R("ServeSpec", "_command", {"command": ["srv", "{nope}"]}, r"unknown placeholder\(s\) \{nope\}",

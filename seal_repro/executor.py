@@ -248,11 +248,16 @@ class ByValue:
     def shipped(self) -> tuple[str, ...]:
         return tuple(name for name, _ in self.payloads)
 
-    def __call__(self):
+    def materialize(self):
+        """The recipe with its carried files written into a temporary folder of this process and its path fields
+        pointing there."""
         root = Path(tempfile.mkdtemp(prefix="seal-repro-recipe-"))
         atexit.register(shutil.rmtree, root, True)
         updates = {name: str(payload.write(root / name)) for name, payload in self.payloads}
-        return dataclasses.replace(self.recipe, **updates)()
+        return dataclasses.replace(self.recipe, **updates)
+
+    def __call__(self):
+        return self.materialize()()
 
 
 def free_device_memory() -> None:
@@ -275,16 +280,26 @@ class RoundWorker:
         import torch
 
         torch.set_num_threads(threads)
+        # The paths the kit is built from: this process's copies of the files the driver sent by value.
+        self.inputs: dict[str, str] = {}
+        if isinstance(recipe, ByValue):
+            recipe = recipe.materialize()
+            self.inputs = {f.name: getattr(recipe, f.name) for f in dataclasses.fields(recipe)
+                           if isinstance(getattr(recipe, f.name), str)}
         self.kit = recipe()
 
     def ready(self) -> dict:
         import socket
 
+        import ray
+
         import seal_repro
 
-        # cwd: Ray's copy of the repository when the code ships by runtime env (executor.code)
+        # cwd: Ray's copy of the repository when the code ships by runtime env (executor.code); node: the Ray node
+        # the actor was placed on; inputs: the recipe's path fields as this worker sees them
         return {"pid": os.getpid(), "host": socket.gethostname(), "device": str(self.kit.device),
-                "package": str(Path(seal_repro.__file__).resolve().parent), "cwd": os.getcwd()}
+                "package": str(Path(seal_repro.__file__).resolve().parent), "cwd": os.getcwd(),
+                "node": ray.get_runtime_context().get_node_id(), "inputs": self.inputs}
 
     def call(self, fn: RoundFn, item):
         _maybe_die()

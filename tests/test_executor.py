@@ -566,7 +566,8 @@ def test_knowledge_stages_on_ray_workers_equal_local_and_the_stage_loads_no_mode
         assert ro[f] == lo[f], f  # records, rounds, self-edits, the first round's adapter bytes
 
 
-@pytest.mark.slow  # Ray's working_dir upload did not finish in 8 minutes on the 2-core sandbox (not diagnosed)
+@pytest.mark.slow  # the default suite ships the code to two worker nodes (tests/test_ray_multinode.py); this one
+# checks the copy's contents on a local instance the executor did not start (the per-actor upload path)
 def test_workers_get_the_code_through_the_runtime_env(ray_cluster, tiny, tmp_path):
     """executor.code: ship on a local cluster: the workers start in Ray's copy of the repository (the package's
     code, no build outputs, venv or caches), what a node without the checkout imports; their rounds equal the local

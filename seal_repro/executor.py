@@ -330,6 +330,7 @@ class RayExecutor:
             ray_module = _import_ray()
         self.ray = ray_module
         self.actors: list = []
+        self._recipe_ref = None  # the recipe in the object store, held while the workers may restart
         self.workers_info: list[dict] = []
         self._started_ray = False
         self._held = False
@@ -397,8 +398,12 @@ class RayExecutor:
             options["runtime_env"] = self._uploaded(env)
         actor_cls = ray.remote(RoundWorker).options(**options)
         # One copy of the recipe (and the files it carries) in the object store, whatever the number of workers.
-        recipe = ray.put(ByValue.of(self.recipe, getattr(self.cfg, "by_value_mb", 0) * 2**20))
-        self.actors = [actor_cls.remote(recipe, self.cfg.threads_per_worker) for _ in range(self.cfg.workers)]
+        # The pool keeps its reference for as long as the workers live: Ray does not keep an actor's constructor
+        # arguments alive for its restarts (ray-project/ray#53727), and a worker restarted after the driver dropped
+        # the recipe failed with "The object has already been deleted by the reference counting protocol".
+        self._recipe_ref = ray.put(ByValue.of(self.recipe, getattr(self.cfg, "by_value_mb", 0) * 2**20))
+        self.actors = [actor_cls.remote(self._recipe_ref, self.cfg.threads_per_worker)
+                       for _ in range(self.cfg.workers)]
         try:
             self.workers_info = ray.get([a.ready.remote() for a in self.actors], timeout=WORKER_START_TIMEOUT_S)
         except ray.exceptions.GetTimeoutError:
@@ -454,6 +459,7 @@ class RayExecutor:
             except Exception:  # already dead
                 pass
         self.actors = []
+        self._recipe_ref = None
         if self._started_ray:
             self.ray.shutdown()
             self._started_ray = self._job_env = False

@@ -44,7 +44,7 @@ def test_workers_divide_round_hours_but_not_sampling(tmp_path):
     assert one[rounds].gpu_seconds == eight[rounds].gpu_seconds  # the same work, only spread
     for part in (sampling, sft, ("rl", "ReST-EM self-edit sampling")):
         assert one[part].wall_seconds == eight[part].wall_seconds == eight[part].gpu_seconds > 0
-    assert plan.workers == 1  # no executor in the paper spec: the default
+    assert plan.workers == 8  # the paper spec names its executor: one Ray worker per GPU of an 8-GPU node
 
 
 def test_spec_executor_workers_are_the_default(tmp_path, capsys):

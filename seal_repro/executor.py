@@ -428,8 +428,12 @@ class RayExecutor:
         if not (repo / "seal_repro" / "__init__.py").is_file() or not (repo / "pyproject.toml").is_file():
             raise UserError("executor.code: ship needs the package in its repository (a source checkout); this one "
                             f"is installed at {repo}: use executor.code: installed and install it on every node")
+        from seal_repro import numerics
+
+        # the driver's CPU numerics mode, so other nodes' workers pin the same kernel path (seal_repro/numerics.py)
         return {"working_dir": str(repo), "excludes": list(CODE_EXCLUDES),
-                "env_vars": {"HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}}
+                "env_vars": {"HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false",
+                             numerics.SWITCH: numerics.mode()}}
 
     def _uploaded(self, env: dict) -> dict:
         """`env` with its working_dir uploaded to the cluster (an actor's runtime_env takes a package URI, not a

@@ -10,6 +10,12 @@ round time; on a CPU whose best path is AVX2 the pin costs nothing. So the pin i
 with AVX2 and FMA; `SEAL_REPRO_CPU_NUMERICS=native` turns it off (faster, bit-identical only on the same CPU),
 and a variable the user set already is never overwritten.
 
+Across vendors the default is not enough: MKL's AVX2 branch exists only on Intel CPUs, and on an AMD CPU MKL
+runs its AUTO branch, the CPU's own kernels (Intel's guide, "Specifying Code Branches"; measured on an AMD EPYC:
+the bench round's adapter differs from the Xeon's, and a full `make repro` matched the Xeon's numbers except 3
+teacher-synthetic rounds). `signature()` then names the CPU, so such rounds never share a memo key with
+another CPU's. `SEAL_REPRO_CPU_NUMERICS=x86` (X86_ENV) gave the same adapter on both vendors, at 2.2-2.6x.
+
 Both libraries read their variable once, when they first choose a kernel, so `pin()` runs when `seal_repro` is
 imported (`seal_repro/__init__.py`), before any stage, worker or test has run a tensor op. What a process really
 got is `signature()`: it goes into every memo key (rounds computed on another path are never reused) and into
@@ -23,8 +29,12 @@ import platform
 from collections.abc import MutableMapping
 
 SWITCH = "SEAL_REPRO_CPU_NUMERICS"
-MODES = ("portable", "native")
+MODES = ("portable", "x86", "native")
 PORTABLE_ENV = {"ATEN_CPU_CAPABILITY": "avx2", "MKL_CBWR": "AVX2"}
+# `x86`: ATen's scalar kernels and MKL's COMPATIBLE (SSE2) branch, the one fixed branch MKL runs on every x86
+# vendor. Measured: the same adapter bytes on an Intel Xeon (AVX-512/AMX, AVX-512, AVX2 and SSE4.2 paths) and an
+# AMD EPYC, at 2.2-2.6x the native round time (docs/BENCHMARKS.md, "Across CPU vendors").
+X86_ENV = {"ATEN_CPU_CAPABILITY": "default", "MKL_CBWR": "COMPATIBLE"}
 
 
 def _cpu_flags() -> set[str]:
@@ -39,16 +49,17 @@ def _cpu_flags() -> set[str]:
 
 
 def mode(environ: MutableMapping[str, str] = os.environ) -> str:
-    """The requested mode: `portable` unless SEAL_REPRO_CPU_NUMERICS says `native` (any other value: portable,
-    with a warning from `pin`)."""
-    return "native" if environ.get(SWITCH, "portable").strip().lower() == "native" else "portable"
+    """The requested mode: `portable` unless SEAL_REPRO_CPU_NUMERICS says `x86` or `native` (any other value:
+    portable, with a warning from `pin`)."""
+    requested = environ.get(SWITCH, "portable").strip().lower()
+    return requested if requested in MODES else "portable"
 
 
 def pin(environ: MutableMapping[str, str] = os.environ, flags: set[str] | None = None,
         machine: str | None = None) -> dict[str, str]:
-    """Set PORTABLE_ENV in `environ` where the user has not set the variable; returns what it set. Nothing on a
-    CPU without AVX2+FMA (ARM, old x86: its own path is already the portable one or none exists) or in native
-    mode."""
+    """Set the mode's variables (PORTABLE_ENV, or X86_ENV in `x86` mode) in `environ` where the user has not set
+    them; returns what it set. Nothing in native mode, off x86, or in portable mode on a CPU without AVX2+FMA (an
+    old x86: its own path is already the portable one)."""
     requested = environ.get(SWITCH)
     if requested is not None and requested.strip().lower() not in MODES:
         import warnings
@@ -59,22 +70,62 @@ def pin(environ: MutableMapping[str, str] = os.environ, flags: set[str] | None =
     machine = (machine or platform.machine()).lower()
     if machine not in ("x86_64", "amd64"):
         return {}
+    wanted = X86_ENV if mode(environ) == "x86" else PORTABLE_ENV
     flags = _cpu_flags() if flags is None else flags
-    if not {"avx2", "fma"} <= flags:
+    if wanted is PORTABLE_ENV and not {"avx2", "fma"} <= flags:
         return {}
     done = {}
-    for key, value in PORTABLE_ENV.items():
+    for key, value in wanted.items():
         if key not in environ:
             environ[key] = value
             done[key] = value
     return done
 
 
-def signature() -> dict[str, str | None]:
+def _cpu_identity() -> tuple[str | None, str | None]:
+    """(vendor_id, model name) of the first CPU in /proc/cpuinfo; (None, None) where there is none."""
+    fields: dict[str, str] = {}
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
+            for line in f:
+                if not line.strip():
+                    break  # the first processor's block is enough
+                key, _, value = line.partition(":")
+                fields[key.strip()] = value.strip()
+    except OSError:
+        pass
+    return fields.get("vendor_id"), fields.get("model name")
+
+
+def mkl_branch(cbwr: str | None, vendor: str | None) -> str | None:
+    """The MKL code branch a process runs for MKL_CBWR=`cbwr` on a CPU of `vendor`: None when CNR is off. Intel's
+    guide ("Specifying Code Branches"): branches other than AUTO and COMPATIBLE exist only on Intel processors, and
+    MKL silently runs AUTO elsewhere, whose kernels are the CPU's own (measured on an AMD EPYC: MKL_CBWR=AVX2, AUTO
+    and no MKL_CBWR give the same SGEMM bits; docs/BENCHMARKS.md)."""
+    if cbwr is None:
+        return None
+    branch = cbwr.split(",")[0].strip().upper()
+    branch = branch.removeprefix("BRANCH=")
+    if vendor != "GenuineIntel" and branch not in ("AUTO", "COMPATIBLE"):
+        return "AUTO"
+    return branch
+
+
+def signature(environ: MutableMapping[str, str] = os.environ, cpu: tuple[str | None, str | None] | None = None
+              ) -> dict[str, str | None]:
     """The CPU kernel path this process runs on: ATen's capability as PyTorch reports it (after any cap) and the
-    MKL switches. Part of every memo key and of provenance."""
+    MKL switches. Part of every memo key and of provenance. Where MKL's branch is not pinned to one every CPU of
+    the family runs alike (no CNR, AUTO, or an Intel-only branch on another vendor's CPU) the kernels are this
+    CPU's own, so the CPU's vendor and model are part of the path too. An Intel CPU under the portable pin keeps
+    the three keys it always had, so its memo entries stay valid."""
     import torch
 
-    return {"aten_cpu_capability": torch.backends.cpu.get_cpu_capability(),
-            "mkl_cbwr": os.environ.get("MKL_CBWR"),
-            "mkl_enable_instructions": os.environ.get("MKL_ENABLE_INSTRUCTIONS")}
+    sig: dict[str, str | None] = {"aten_cpu_capability": torch.backends.cpu.get_cpu_capability(),
+                                  "mkl_cbwr": environ.get("MKL_CBWR"),
+                                  "mkl_enable_instructions": environ.get("MKL_ENABLE_INSTRUCTIONS")}
+    vendor, model = _cpu_identity() if cpu is None else cpu
+    branch = mkl_branch(sig["mkl_cbwr"], vendor)
+    if branch in (None, "AUTO"):
+        sig["mkl_branch"] = branch or "none"
+        sig["cpu"] = f"{vendor} {model}" if vendor or model else None
+    return sig

@@ -92,7 +92,9 @@ def _cpu() -> dict:
 def hardware() -> dict:
     info = {"platform": platform.platform(), "python": platform.python_version(), "cpu_count": os.cpu_count(),
             **_cpu(), "numerics_env": {k: os.environ.get(k) for k in NUMERICS_ENV},
-            "cpu_numerics_mode": numerics.mode()}
+            "cpu_numerics_mode": numerics.mode(),
+            # what MKL really runs: MKL_CBWR=AVX2 is Intel-only, and another vendor's CPU runs AUTO (its own)
+            "mkl_branch": numerics.mkl_branch(os.environ.get("MKL_CBWR"), numerics._cpu_identity()[0])}
     try:
         import torch
 

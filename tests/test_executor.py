@@ -480,6 +480,10 @@ def test_the_code_ships_by_runtime_env_only_when_asked_or_joining_a_cluster():
     shipped = env(code="auto", address="auto")
     assert shipped == env(code="ship") and shipped["working_dir"] == str(REPO)
     assert {".venv", "build", ".seal-cache", ".git"} <= set(shipped["excludes"])
+    # the driver's CPU numerics mode travels, so another node's workers pin the same kernel path
+    from seal_repro import numerics
+
+    assert shipped["env_vars"]["SEAL_REPRO_CPU_NUMERICS"] == numerics.mode()
 
 
 def _knowledge_spec(tiny_model_dir, **extra) -> ExperimentSpec:

@@ -82,3 +82,49 @@ def test_round_timing_sums_the_stages_rounds(tmp_path):
     t = round_timing([tmp_path / "a", tmp_path / "b"])
     assert t == {"rounds": 2, "train_seconds": 7.0, "answer_seconds": 3.0, "answer_share": 0.3}
     assert round_timing([tmp_path / "none"])["answer_share"] is None
+
+
+INTEL = ("GenuineIntel", "Intel(R) Xeon(R) Processor")
+AMD = ("AuthenticAMD", "AMD EPYC")
+
+
+@pytest.mark.parametrize("cbwr,vendor,branch", [
+    ("AVX2", "GenuineIntel", "AVX2"),
+    ("AVX2", "AuthenticAMD", "AUTO"),             # Intel-only branch: MKL runs AUTO on another vendor's CPU
+    ("BRANCH=avx2,STRICT", "AuthenticAMD", "AUTO"),
+    ("BRANCH=AVX2", "GenuineIntel", "AVX2"),
+    ("COMPATIBLE", "AuthenticAMD", "COMPATIBLE"),  # the one fixed branch every x86 vendor runs
+    ("AUTO", "GenuineIntel", "AUTO"),
+    (None, "GenuineIntel", None),
+])
+def test_mkl_branch_is_what_mkl_runs_not_what_was_asked(cbwr, vendor, branch):
+    assert numerics.mkl_branch(cbwr, vendor) == branch
+
+
+def test_the_signature_names_the_cpu_only_where_mkl_runs_the_cpus_own_branch():
+    pinned = {"MKL_CBWR": "AVX2"}
+    intel = numerics.signature(pinned, cpu=INTEL)
+    # an Intel CPU under the pin: the three keys memo entries were always made with, no CPU model
+    assert set(intel) == {"aten_cpu_capability", "mkl_cbwr", "mkl_enable_instructions"}
+    assert numerics.signature(pinned, cpu=("GenuineIntel", "Intel(R) Core(TM) i7")) == intel
+    amd = numerics.signature(pinned, cpu=AMD)
+    assert amd["mkl_branch"] == "AUTO" and amd["cpu"] == "AuthenticAMD AMD EPYC"
+    assert amd != intel != numerics.signature({}, cpu=INTEL)  # unpinned Intel: its own kernels, its own key
+    assert numerics.signature(pinned, cpu=("AuthenticAMD", "AMD Ryzen 9")) != amd
+    assert "cpu" not in numerics.signature({"MKL_CBWR": "COMPATIBLE"}, cpu=AMD)
+
+
+def test_x86_mode_pins_the_branch_every_x86_vendor_runs_even_without_avx2():
+    for flags in (X86, {"sse4_2"}):
+        env = {"SEAL_REPRO_CPU_NUMERICS": "x86"}
+        assert numerics.pin(env, flags=flags, machine="x86_64") == numerics.X86_ENV
+        assert numerics.mode(env) == "x86"
+    assert numerics.pin({"SEAL_REPRO_CPU_NUMERICS": "x86"}, flags=set(), machine="aarch64") == {}
+    # its rounds share one memo key on every vendor's CPU (no CPU model in the signature)
+    sig = numerics.signature({"MKL_CBWR": "COMPATIBLE"}, cpu=AMD)
+    assert sig == numerics.signature({"MKL_CBWR": "COMPATIBLE"}, cpu=INTEL)
+
+
+def test_x86_mode_reaches_torch_before_its_first_op():
+    probe = "import torch, seal_repro; torch.ones(3).sum(); print(torch.backends.cpu.get_cpu_capability())"
+    assert _capability(probe, SEAL_REPRO_CPU_NUMERICS="x86") == "DEFAULT"

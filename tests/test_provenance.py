@@ -47,6 +47,7 @@ def assert_provenance(prov: dict, spec) -> None:
     assert prov["hardware"]["cpu_numerics_mode"] in ("portable", "native")
     if prov["hardware"]["cpu_numerics_mode"] == "portable" and "avx2" in (prov["hardware"]["cpu_isa"] or []):
         assert prov["hardware"]["torch_cpu_capability"] == "AVX2"  # the package's pin (seal_repro/numerics.py)
+        assert prov["hardware"]["mkl_branch"] in ("AVX2", "AUTO")  # AUTO: the pin is Intel-only, another vendor
     assert "2506.10943" in prov["paper"]
     assert prov["protocol"] == spec.protocol
     json.dumps(prov)  # plain JSON all the way down

@@ -24,6 +24,7 @@ provenance. Why by hand: neither PyTorch nor MKL has an API to set these after s
 
 from __future__ import annotations
 
+import functools
 import os
 import platform
 from collections.abc import MutableMapping
@@ -37,15 +38,32 @@ PORTABLE_ENV = {"ATEN_CPU_CAPABILITY": "avx2", "MKL_CBWR": "AVX2"}
 X86_ENV = {"ATEN_CPU_CAPABILITY": "default", "MKL_CBWR": "COMPATIBLE"}
 
 
-def _cpu_flags() -> set[str]:
+def parse_cpu_info(text: str) -> dict[str, str]:
+    """The first processor's `key: value` fields of a /proc/cpuinfo text (blocks are separated by blank lines)."""
+    first = text.strip().split("\n\n", 1)[0]
+    return {key.strip(): value.strip() for key, sep, value in (line.partition(":") for line in first.splitlines())
+            if sep}
+
+
+@functools.cache
+def _read_cpu_info() -> tuple[tuple[str, str], ...]:
     try:
         with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
-            for line in f:
-                if line.startswith("flags"):
-                    return set(line.partition(":")[2].split())
+            return tuple(parse_cpu_info(f.read()).items())
     except OSError:
-        pass
-    return set()
+        return ()
+
+
+def cpu_info() -> dict[str, str]:
+    """The first processor's fields in Linux /proc/cpuinfo (`vendor_id`, `model name`, `flags`, ...); {} where the
+    file is not there. The package's one reader of that file (numerics, provenance, `bench numerics`); read once
+    per process, as the CPU does not change while it runs."""
+    return dict(_read_cpu_info())
+
+
+def cpu_flags() -> set[str]:
+    """The first processor's instruction-set flags (x86 `flags`); empty where /proc/cpuinfo has none."""
+    return set(cpu_info().get("flags", "").split())
 
 
 def mode(environ: MutableMapping[str, str] = os.environ) -> str:
@@ -71,7 +89,7 @@ def pin(environ: MutableMapping[str, str] = os.environ, flags: set[str] | None =
     if machine not in ("x86_64", "amd64"):
         return {}
     wanted = X86_ENV if mode(environ) == "x86" else PORTABLE_ENV
-    flags = _cpu_flags() if flags is None else flags
+    flags = cpu_flags() if flags is None else flags
     if wanted is PORTABLE_ENV and not {"avx2", "fma"} <= flags:
         return {}
     done = {}
@@ -82,19 +100,10 @@ def pin(environ: MutableMapping[str, str] = os.environ, flags: set[str] | None =
     return done
 
 
-def _cpu_identity() -> tuple[str | None, str | None]:
+def cpu_identity() -> tuple[str | None, str | None]:
     """(vendor_id, model name) of the first CPU in /proc/cpuinfo; (None, None) where there is none."""
-    fields: dict[str, str] = {}
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
-            for line in f:
-                if not line.strip():
-                    break  # the first processor's block is enough
-                key, _, value = line.partition(":")
-                fields[key.strip()] = value.strip()
-    except OSError:
-        pass
-    return fields.get("vendor_id"), fields.get("model name")
+    info = cpu_info()
+    return info.get("vendor_id"), info.get("model name")
 
 
 def mkl_branch(cbwr: str | None, vendor: str | None) -> str | None:
@@ -123,7 +132,7 @@ def signature(environ: MutableMapping[str, str] = os.environ, cpu: tuple[str | N
     sig: dict[str, str | None] = {"aten_cpu_capability": torch.backends.cpu.get_cpu_capability(),
                                   "mkl_cbwr": environ.get("MKL_CBWR"),
                                   "mkl_enable_instructions": environ.get("MKL_ENABLE_INSTRUCTIONS")}
-    vendor, model = _cpu_identity() if cpu is None else cpu
+    vendor, model = cpu_identity() if cpu is None else cpu
     branch = mkl_branch(sig["mkl_cbwr"], vendor)
     if branch in (None, "AUTO"):
         sig["mkl_branch"] = branch or "none"

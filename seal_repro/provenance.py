@@ -79,14 +79,11 @@ _ISA_FLAGS = ("avx2", "avx512f", "avx512_bf16", "avx512_fp16", "avx512_vnni", "a
 
 def _cpu() -> dict:
     """The CPU's model name and the instruction-set flags that decide float kernels (Linux /proc/cpuinfo)."""
-    try:
-        text = Path("/proc/cpuinfo").read_text()
-    except OSError:
+    info = numerics.cpu_info()
+    if not info:
         return {"cpu_model": platform.processor() or None, "cpu_isa": None}
-    first = text.split("\n\n", 1)[0]  # the first processor's block
-    fields = {k.strip(): v.strip() for k, _, v in (line.partition(":") for line in first.splitlines())}
-    flags = set(fields.get("flags", "").split())
-    return {"cpu_model": fields.get("model name"), "cpu_isa": [f for f in _ISA_FLAGS if f in flags]}
+    flags = numerics.cpu_flags()
+    return {"cpu_model": info.get("model name"), "cpu_isa": [f for f in _ISA_FLAGS if f in flags]}
 
 
 def hardware() -> dict:
@@ -94,7 +91,7 @@ def hardware() -> dict:
             **_cpu(), "numerics_env": {k: os.environ.get(k) for k in NUMERICS_ENV},
             "cpu_numerics_mode": numerics.mode(),
             # what MKL really runs: MKL_CBWR=AVX2 is Intel-only, and another vendor's CPU runs AUTO (its own)
-            "mkl_branch": numerics.mkl_branch(os.environ.get("MKL_CBWR"), numerics._cpu_identity()[0])}
+            "mkl_branch": numerics.mkl_branch(os.environ.get("MKL_CBWR"), numerics.cpu_identity()[0])}
     try:
         import torch
 

@@ -53,7 +53,7 @@ def _capability(code: str, **env) -> str:
 
 
 def test_importing_the_package_caps_torch_before_its_first_op():
-    if not ({"avx2", "fma"} <= numerics._cpu_flags()):
+    if not ({"avx2", "fma"} <= numerics.cpu_flags()):
         pytest.skip("this CPU has no AVX2: nothing is pinned")
     probe = "import torch, seal_repro; torch.ones(3).sum(); print(torch.backends.cpu.get_cpu_capability())"
     assert _capability(probe) == "AVX2"
@@ -128,3 +128,40 @@ def test_x86_mode_pins_the_branch_every_x86_vendor_runs_even_without_avx2():
 def test_x86_mode_reaches_torch_before_its_first_op():
     probe = "import torch, seal_repro; torch.ones(3).sum(); print(torch.backends.cpu.get_cpu_capability())"
     assert _capability(probe, SEAL_REPRO_CPU_NUMERICS="x86") == "DEFAULT"
+
+
+CPUINFO_TWO_CPUS = """processor\t: 0
+vendor_id\t: GenuineIntel
+model name\t: Intel(R) Xeon(R) Processor
+flags\t\t: fpu avx2 fma avx512f
+
+processor\t: 1
+vendor_id\t: AuthenticAMD
+model name\t: AMD EPYC
+flags\t\t: fpu sse2
+"""
+
+
+def test_cpu_info_reads_the_first_processor_block_only():
+    info = numerics.parse_cpu_info(CPUINFO_TWO_CPUS)
+    assert info["vendor_id"] == "GenuineIntel"
+    assert info["model name"] == "Intel(R) Xeon(R) Processor"
+    assert set(info["flags"].split()) == {"fpu", "avx2", "fma", "avx512f"}
+    # an aarch64 block has no `flags` (its `Features` line is not x86 flags) and a line without a colon is skipped
+    arm = numerics.parse_cpu_info("processor\t: 0\nFeatures\t: fp asimd\nstray line\n\nHardware\t: x\n")
+    assert arm == {"processor": "0", "Features": "fp asimd"}
+    assert numerics.parse_cpu_info("") == {}
+
+
+def test_every_cpu_reader_agrees_with_the_one_parser():
+    from seal_repro import provenance
+    from seal_repro.bench import numerics as bench_numerics
+
+    info = numerics.cpu_info()
+    if not info:
+        pytest.skip("no /proc/cpuinfo on this machine")
+    assert numerics.cpu_identity() == (info.get("vendor_id"), info.get("model name"))
+    assert numerics.cpu_flags() == set(info.get("flags", "").split())
+    assert provenance._cpu()["cpu_model"] == info.get("model name")
+    assert bench_numerics.cpu_model() == (info.get("model name") or bench_numerics.platform.processor()
+                                          or bench_numerics.platform.machine())

@@ -41,6 +41,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from seal_repro import numerics
 from seal_repro.errors import UserError
 
 DEFAULT_SPEC = "specs/knowledge/default.yaml"
@@ -87,29 +88,13 @@ SWITCHES: dict[str, Switch] = {
 BASELINE = "native/none"
 
 
-def cpu_flags() -> set[str]:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("flags"):
-                return set(line.split(":", 1)[1].split())
-    except OSError:
-        pass
-    return set()
-
-
 def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
+    return numerics.cpu_identity()[1] or platform.processor() or platform.machine()
 
 
 def available_paths(flags: set[str] | None = None) -> list[str]:
     """The paths this CPU can be restricted to (x86 only: elsewhere just native)."""
-    flags = cpu_flags() if flags is None else flags
+    flags = numerics.cpu_flags() if flags is None else flags
     if platform.machine().lower() not in ("x86_64", "amd64") and flags is not None and not flags:
         return ["native"]
     return [p for p, (needs, _) in PATHS.items() if all(f in flags for f in needs)]
@@ -383,7 +368,7 @@ def format_tables(summary: dict) -> str:
 def environment() -> dict:
     import torch
 
-    flags = cpu_flags()
+    flags = numerics.cpu_flags()
     return {
         "cpu": cpu_model(), "machine": platform.machine(),
         "cpu_flags": sorted(f for f in flags if f.startswith(("avx512", "amx", "avx2", "avx_vnni", "fma", "sse4"))),
